@@ -1,0 +1,47 @@
+"""Errors: libdill's -1 and errno become an OSError carrying that errno.
+
+Every failure in greendill is raised through `error`, so the message always
+names the function (and the address, where there is one) and Python picks the
+built-in subclass for the errno (TimeoutError for ETIMEDOUT, BrokenPipeError
+for EPIPE, ...). ECANCELED is the one errno with a class of its own, because
+cancellation is how structured concurrency ends work and callers often want
+to tell it apart from real failures.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Optional
+
+__all__ = ["Canceled", "error"]
+
+
+class Canceled(OSError):
+    """The coroutine was canceled: errno ECANCELED.
+
+    Raised by every blocking call in a coroutine whose bundle is being
+    closed with hclose, and by every later one: cancellation is sticky.
+    It is an OSError so that code written for libdill's -1/errno
+    convention handles it like any other failure.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if not args:
+            args = (errno.ECANCELED, os.strerror(errno.ECANCELED))
+        super().__init__(*args)
+
+
+_messages: dict[tuple[int, str], str] = {}
+
+
+def error(code: int, function: str, address: Optional[str] = None) -> OSError:
+    """Make the exception for libdill's errno code raised by function."""
+    message = _messages.get((code, function))
+    if message is None:
+        message = _messages[code, function] = f"{function}: {os.strerror(code)}"
+    if code == errno.ECANCELED:
+        return Canceled(code, message)
+    if address is None:
+        return OSError(code, message)
+    return OSError(code, message, address)

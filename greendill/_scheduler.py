@@ -1,0 +1,447 @@
+"""The scheduler of one OS thread: ready queue, direct switching, the one way to wait.
+
+libdill gives every OS thread a scheduler of its own: a FIFO queue of ready
+coroutines, and a poller that is asked for events when nothing is ready.
+greendill keeps that shape on top of gevent. gevent's hub is the poller (its
+libev loop runs I/O watchers and timers), and greendill keeps its own queue
+of ready greenlets, the `Context.ready` deque.
+
+Switching. A greenlet that blocks in greendill switches straight to the head
+of the ready queue, without a pass through the hub, as libdill jumps from
+coroutine to coroutine. Only when the queue is empty, or after BUDGET direct
+switches in a row (libdill polls every 103), does it switch to the hub, so
+that I/O and timers are never starved. Whenever the queue is not empty, a
+drain callback is scheduled in the hub: whatever way control reaches the hub
+(a gevent greenlet dying, a coroutine blocking in gevent code), the queue is
+served.
+
+Waiting. Every blocking call is a Waiter: it is woken once, by whichever
+comes first of a peer (through the ready queue), its timer, its I/O watcher,
+or hclose canceling the coroutine. `Waiter.done` is the latch that makes the
+others lose. `block` is the only place that suspends a greenlet to wait.
+
+Cancellation. A coroutine canceled while it waits in greendill is switched
+into with CANCEL, which makes the call it is in raise Canceled; one that is
+ready (woken, not yet running) is only marked, and fails at its next blocking
+call; one suspended in foreign code (gevent, monkeypatched modules) gets
+Canceled thrown in, as gevent's own Timeout would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from contextlib import suppress
+from time import monotonic_ns
+from types import MethodType
+from typing import Any, Callable, Optional
+
+import gevent
+from gevent.exceptions import BlockingSwitchOutError
+from gevent.monkey import get_original
+from greenlet import GreenletExit, getcurrent, greenlet
+
+from ._errors import Canceled
+
+__all__ = [
+    "BUDGET",
+    "CANCEL",
+    "QUEUED",
+    "TIMEOUT",
+    "Context",
+    "Coroutine",
+    "Waiter",
+    "block",
+    "cancel",
+    "cannot_block",
+    "context",
+    "drain",
+    "give_way",
+    "interrupt",
+    "launch",
+    "leave",
+    "suspend",
+    "thread_local",
+    "wake",
+]
+
+#: Direct switches between two passes through the hub.
+BUDGET = 64
+
+
+class _Signal:
+    """A value switched into a waiting greenlet that is not a result."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<greendill {self.name}>"
+
+
+#: The wait is over because the coroutine was canceled.
+CANCEL = _Signal("CANCEL")
+#: The wait is over because its deadline passed.
+TIMEOUT = _Signal("TIMEOUT")
+
+
+class Context:
+    """Everything greendill keeps per OS thread (libdill's dill_ctx)."""
+
+    __slots__ = (
+        "budget",
+        "closing",
+        "drain_pending",
+        "fds",
+        "free_handles",
+        "handles",
+        "hub",
+        "hub_switch",
+        "loop",
+        "next_handle",
+        "nonblocking",
+        "ready",
+        "run_callback",
+    )
+
+    def __init__(self) -> None:
+        hub = gevent.get_hub()
+        self.hub = hub
+        self.loop = hub.loop
+        self.run_callback = hub.loop.run_callback
+        # Hub.switch does a getattr for switch_out on every call; the raw
+        # greenlet switch does not, and greendill never needs it.
+        self.hub_switch: Callable[[], Any] = MethodType(greenlet.switch, hub)
+        self.ready: deque[tuple[greenlet, object]] = deque()
+        self.budget = BUDGET
+        self.drain_pending = False
+        self.handles: dict[int, Any] = {}
+        self.free_handles: deque[int] = deque()
+        self.next_handle = 0
+        self.fds: dict[int, Any] = {}
+        # Greenlets inside a close callback, where libdill forbids blocking.
+        self.closing: list[greenlet] = []
+        # How many greenlets cannot block: canceled coroutines that have not
+        # ended, and greenlets in self.closing. While it is 0, no call needs
+        # to look at the current greenlet to know that it may block.
+        self.nonblocking = 0
+
+
+# Handles are per OS thread, as in libdill. Under monkey.patch_all(),
+# threading.local becomes greenlet-local, so the original is used: every
+# greenlet of the thread must see the same table.
+thread_local = get_original("threading", "local")()
+
+
+def context() -> Context:
+    """Return the calling OS thread's context, made on first use.
+
+    Hot paths read `thread_local.context` themselves and call this only
+    when that fails: it saves a function call on every operation.
+    """
+    try:
+        return thread_local.context  # type: ignore[no-any-return]
+    except AttributeError:
+        c = thread_local.context = Context()
+        return c
+
+
+class Waiter:
+    """One blocking call of one greenlet: woken at most once."""
+
+    __slots__ = ("done", "g")
+
+    def __init__(self, g: Any) -> None:
+        self.g = g
+        self.done = False
+
+    def timed_out(self) -> None:
+        # Runs in the hub when the timer fires.
+        if not self.done:
+            self.done = True
+            self.g.switch(TIMEOUT)
+
+
+def wake(c: Context, w: Waiter, value: object) -> None:
+    """Make w's greenlet ready: it resumes with value once its turn comes.
+
+    The caller checks that w is not done yet.
+    """
+    w.done = True
+    _make_ready(c, w.g, value)
+
+
+def _make_ready(c: Context, g: greenlet, value: object) -> None:
+    c.ready.append((g, value))
+    if not c.drain_pending:
+        c.drain_pending = True
+        c.run_callback(drain, c)
+
+
+def drain(c: Context) -> None:
+    # Runs in the hub. Serves as many greenlets as were ready when it began,
+    # so that greenlets readying each other cannot keep the hub from polling.
+    c.drain_pending = False
+    ready = c.ready
+    for _ in range(len(ready)):
+        if not ready:
+            break
+        g, value = ready.popleft()
+        g.switch(value)
+    if ready and not c.drain_pending:
+        c.drain_pending = True
+        c.run_callback(drain, c)
+
+
+def suspend(c: Context) -> Any:
+    """Switch to the next ready greenlet, or to the hub; return what we are resumed with."""
+    if c.budget and c.ready:
+        c.budget -= 1
+        g, value = c.ready.popleft()
+        return g.switch(value)
+    c.budget = BUDGET
+    return c.hub_switch()
+
+
+def _unready(c: Context, g: greenlet) -> None:
+    # g was woken but will not consume its wake-up: forget it.
+    keep = [entry for entry in c.ready if entry[0] is not g]
+    c.ready.clear()
+    c.ready.extend(keep)
+
+
+def block(c: Context, w: Waiter, deadline: int, line: Optional[deque[Any]] = None) -> Any:
+    """Suspend w's greenlet (the current one) until it is woken.
+
+    Returns the value it was woken with: TIMEOUT once deadline (ms on the
+    now() clock; negative = never) has passed, CANCEL when its coroutine was
+    canceled, or what the waker passed. The timer is armed only here, that
+    is only when the call really waits.
+
+    line, if given, is the queue where peers find w (a channel's senders or
+    receivers): w waits at its tail. A peer that wakes w takes it out of the
+    line; a timeout, a cancel or an exception takes it out here.
+
+    A foreign exception thrown into the waiting greenlet (gevent.Timeout,
+    GreenletExit) propagates, and w is then done: nobody can wake it any more.
+    """
+    g = w.g
+    if g is c.hub:
+        raise BlockingSwitchOutError(
+            "greendill cannot block inside the hub (an event loop callback)"
+        )
+    if c.nonblocking and cannot_block(c, g):
+        raise Canceled()
+    timer = None
+    if deadline >= 0:
+        delay = (deadline * 1_000_000 - monotonic_ns()) / 1e9
+        timer = c.loop.timer(delay if delay > 0.0 else 0.0, 0.0)
+        # update=True: libev's cached loop time would fire the timer early.
+        timer.start(w.timed_out, update=True)
+    co = g if g.__class__ is Coroutine else None
+    if co is not None:
+        co.waiter = w
+    if line is not None:
+        line.append(w)
+    try:
+        # suspend(c), written out: this is every wait's path.
+        if c.budget and c.ready:
+            c.budget -= 1
+            nxt, value = c.ready.popleft()
+            value = nxt.switch(value)
+        else:
+            c.budget = BUDGET
+            value = c.hub_switch()
+        if line is not None and (value is TIMEOUT or value is CANCEL):
+            leave(line, w)
+        return value
+    except BaseException:
+        if w.done:
+            _unready(c, g)
+        w.done = True
+        if line is not None:
+            leave(line, w)
+        raise
+    finally:
+        if co is not None:
+            co.waiter = None
+        if timer is not None:
+            timer.stop()
+
+
+def leave(line: deque[Any], w: Waiter) -> None:
+    """Take w out of line, unless a peer took it out already."""
+    with suppress(ValueError):
+        line.remove(w)
+
+
+#: The waiter of a coroutine that sits in the ready queue (go, yield_) or
+#: waits in hclose for another to end: a cancel must not interrupt it.
+QUEUED = Waiter(None)
+QUEUED.done = True
+
+
+class Coroutine(greenlet):
+    """The greenlet of one greendill coroutine.
+
+    bundle is the object that owns it (its `finished(co, failure)` is called
+    when the coroutine's function has returned); waiter is the Waiter it is
+    blocked on, QUEUED while it sits in the ready queue, None while it runs
+    or is suspended in foreign code; closer is the greenlet that waits in
+    hclose for it to end.
+    """
+
+    __slots__ = ("bundle", "canceled", "closer", "ctx", "waiter")
+    bundle: Any
+    canceled: bool
+    closer: Optional[greenlet]
+    ctx: Context
+    waiter: Optional[Waiter]
+
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        failure: Optional[BaseException] = None
+        try:
+            fn(*args, **kwargs)
+        except GreenletExit:
+            pass
+        except Canceled as exc:
+            # Canceled that the cancellation itself caused is how a canceled
+            # coroutine ends, not a failure.
+            if not self.canceled:
+                failure = exc
+        except BaseException as exc:
+            failure = exc
+        c = self.ctx
+        if self.canceled:
+            c.nonblocking -= 1
+        if failure is not None:
+            c.hub.handle_error(self, type(failure), failure, failure.__traceback__)
+        self.bundle.finished(self, failure)
+        failure = None
+        if self.closer is not None:
+            return None  # our parent is the closer: dying switches to it
+        if c.budget and c.ready:
+            # Die into the next ready greenlet instead of passing through the hub.
+            g, value = c.ready.popleft()
+            try:
+                self.parent = g
+            except ValueError:  # g descends from us; let the hub serve it
+                c.ready.appendleft((g, value))
+                return None
+            c.budget -= 1
+            return value
+        c.budget = BUDGET
+        return None
+
+    def __repr__(self) -> str:
+        state = "dead" if self.dead else ("canceled" if self.canceled else "alive")
+        return f"<greendill coroutine at {id(self):#x} {state}>"
+
+
+def launch(
+    c: Context,
+    bundle: Any,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Coroutine:
+    """Start fn(*args, **kwargs) as a coroutine of bundle, at once, as libdill's go does.
+
+    The caller goes to the tail of the ready queue and the child runs until
+    it blocks or ends; the caller resumes after the greenlets that were ready
+    before it.
+    """
+    co = Coroutine(None, c.hub)
+    co.ctx = c
+    co.bundle = bundle
+    co.canceled = False
+    co.closer = None
+    co.waiter = None
+    bundle.started(co)
+    cur = getcurrent()
+    if cur is c.hub:
+        # A callback of the hub: it resumes when the child's chain of
+        # switches reaches the hub.
+        co.switch(fn, args, kwargs)
+    else:
+        _queue_and_switch(c, cur, co.switch, (fn, args, kwargs))
+    return co
+
+
+def give_way(c: Context, cur: greenlet) -> None:
+    """Put cur at the tail of the ready queue and run the others first (libdill's yield)."""
+    if cur is c.hub:
+        raise BlockingSwitchOutError(
+            "greendill cannot yield inside the hub (an event loop callback)"
+        )
+    _queue_and_switch(c, cur, suspend, (c,))
+
+
+def _queue_and_switch(
+    c: Context, cur: Any, switch: Callable[..., Any], args: tuple[Any, ...]
+) -> None:
+    _make_ready(c, cur, None)
+    is_coroutine = cur.__class__ is Coroutine
+    if is_coroutine:
+        cur.waiter = QUEUED
+    try:
+        switch(*args)
+    except BaseException:
+        _unready(c, cur)
+        raise
+    finally:
+        if is_coroutine:
+            cur.waiter = None
+
+
+def interrupt(c: Context, closer: Any, co: Coroutine) -> Optional[BaseException]:
+    """Cancel co and return once it has ended (the core of hclose on a bundle).
+
+    co is already marked canceled. Its death switches straight to closer.
+    An exception thrown into closer meanwhile (a gevent.Timeout around
+    hclose) cannot stop the wait, because co's death must find closer
+    waiting; it is returned, for the caller to raise once all is done.
+    """
+    pending: Optional[BaseException] = None
+    closer_is_coroutine = closer.__class__ is Coroutine
+    if closer_is_coroutine:
+        closer.waiter = QUEUED
+    co.closer = closer
+    co.parent = closer
+    w = co.waiter
+    try:
+        if w is None:
+            # Suspended in foreign code (or not a greendill wait at all).
+            co.throw(Canceled())
+        elif not w.done:
+            w.done = True
+            co.switch(CANCEL)
+        # else: co is ready and runs on to its next blocking call.
+    except BaseException as exc:
+        pending = exc
+    while not co.dead:
+        try:
+            suspend(c)
+        except BaseException as exc:
+            if pending is None:
+                pending = exc
+    if closer_is_coroutine:
+        closer.waiter = None
+    return pending
+
+
+def cancel(c: Context, co: Coroutine) -> None:
+    """Mark co canceled: from now on, every blocking call in it raises Canceled."""
+    if not co.canceled and not co.dead:
+        co.canceled = True
+        c.nonblocking += 1
+
+
+def cannot_block(c: Context, g: greenlet) -> bool:
+    """Whether g may not block: a canceled coroutine, or inside a close callback.
+
+    Calls that check first (libdill's dill_canblock) raise Canceled when this
+    is true, even if they could complete at once.
+    """
+    return (isinstance(g, Coroutine) and g.canceled) or g in c.closing

@@ -1,0 +1,57 @@
+"""Leak checks: handles and file descriptors back to where they were."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import gevent
+
+from .._scheduler import context
+
+__all__ = ["Snapshot", "check_no_leaks", "snapshot"]
+
+_FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+
+
+class Snapshot(NamedTuple):
+    """Open handles (number -> object) of this thread, and open fds of the process."""
+
+    handles: dict[int, object]
+    fds: dict[int, str]
+
+
+def _fds() -> dict[int, str]:
+    fds = {}
+    for name in os.listdir(_FD_DIR):
+        fd = int(name)
+        try:
+            fds[fd] = os.readlink(os.path.join(_FD_DIR, name))
+        except OSError:
+            continue  # the fd of the listdir itself, closed by now
+    return fds
+
+
+def snapshot() -> Snapshot:
+    """Take a snapshot of the open handles and file descriptors."""
+    return Snapshot(dict(context().handles), _fds())
+
+
+def check_no_leaks(before: Snapshot, settle: int = 3) -> list[str]:
+    """Return what is open now that was not open in before (empty: no leak).
+
+    Closing is synchronous in greendill, but a test may leave gevent work
+    pending (a watcher being closed, a callback): the hub gets `settle`
+    passes first.
+    """
+    for _ in range(settle):
+        gevent.sleep(0)
+    after = snapshot()
+    problems = []
+    for h, obj in sorted(after.handles.items()):
+        if before.handles.get(h) is not obj:
+            problems.append(f"handle {h} left open: {obj!r}")
+    for fd, target in sorted(after.fds.items()):
+        if before.fds.get(fd) != target:
+            problems.append(f"fd {fd} left open: {target}")
+    return problems
