@@ -31,7 +31,11 @@ def test_demo_in_process_leaves_nothing_open() -> None:
 
 def test_unknown_command_fails() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "greendill", "nonsense"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "greendill", "nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode != 0
     assert "invalid choice" in done.stderr
