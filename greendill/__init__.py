@@ -38,6 +38,69 @@ from ._handles import hmake as hmake
 from ._handles import hown as hown
 from ._handles import hquery as hquery
 from ._handles import hvfs as hvfs
+from ._iface import brecv as brecv
+from ._iface import brecv_into as brecv_into
+from ._iface import brecvl as brecvl
+from ._iface import bsend as bsend
+from ._iface import bsendl as bsendl
+from ._iface import bsock_type as bsock_type
+from ._iface import bsock_vfs as bsock_vfs
+from ._iface import mrecv as mrecv
+from ._iface import mrecv_into as mrecv_into
+from ._iface import mrecvl as mrecvl
+from ._iface import msend as msend
+from ._iface import msendl as msendl
+from ._iface import msock_type as msock_type
+from ._iface import msock_vfs as msock_vfs
+from ._ipaddr import IPADDR_IPV4 as IPADDR_IPV4
+from ._ipaddr import IPADDR_IPV6 as IPADDR_IPV6
+from ._ipaddr import IPADDR_MAXSTRLEN as IPADDR_MAXSTRLEN
+from ._ipaddr import IPADDR_PREF_IPV4 as IPADDR_PREF_IPV4
+from ._ipaddr import IPADDR_PREF_IPV6 as IPADDR_PREF_IPV6
+from ._ipaddr import ipaddr as ipaddr
+from ._ipaddr import ipaddr_equal as ipaddr_equal
+from ._ipaddr import ipaddr_family as ipaddr_family
+from ._ipaddr import ipaddr_len as ipaddr_len
+from ._ipaddr import ipaddr_local as ipaddr_local
+from ._ipaddr import ipaddr_port as ipaddr_port
+from ._ipaddr import ipaddr_remote as ipaddr_remote
+from ._ipaddr import ipaddr_remotes as ipaddr_remotes
+from ._ipaddr import ipaddr_setport as ipaddr_setport
+from ._ipaddr import ipaddr_sockaddr as ipaddr_sockaddr
+from ._ipaddr import ipaddr_str as ipaddr_str
+from ._ipc import ipc_accept as ipc_accept
+from ._ipc import ipc_accept_mem as ipc_accept_mem
+from ._ipc import ipc_close as ipc_close
+from ._ipc import ipc_connect as ipc_connect
+from ._ipc import ipc_connect_mem as ipc_connect_mem
+from ._ipc import ipc_done as ipc_done
+from ._ipc import ipc_fromfd as ipc_fromfd
+from ._ipc import ipc_fromfd_mem as ipc_fromfd_mem
+from ._ipc import ipc_listen as ipc_listen
+from ._ipc import ipc_listen_mem as ipc_listen_mem
+from ._ipc import ipc_listener_fromfd as ipc_listener_fromfd
+from ._ipc import ipc_listener_fromfd_mem as ipc_listener_fromfd_mem
+from ._ipc import ipc_listener_storage as ipc_listener_storage
+from ._ipc import ipc_pair as ipc_pair
+from ._ipc import ipc_pair_mem as ipc_pair_mem
+from ._ipc import ipc_pair_storage as ipc_pair_storage
+from ._ipc import ipc_recvfd as ipc_recvfd
+from ._ipc import ipc_sendfd as ipc_sendfd
+from ._ipc import ipc_storage as ipc_storage
+from ._tcp import tcp_accept as tcp_accept
+from ._tcp import tcp_accept_mem as tcp_accept_mem
+from ._tcp import tcp_close as tcp_close
+from ._tcp import tcp_connect as tcp_connect
+from ._tcp import tcp_connect_mem as tcp_connect_mem
+from ._tcp import tcp_done as tcp_done
+from ._tcp import tcp_fromfd as tcp_fromfd
+from ._tcp import tcp_fromfd_mem as tcp_fromfd_mem
+from ._tcp import tcp_listen as tcp_listen
+from ._tcp import tcp_listen_mem as tcp_listen_mem
+from ._tcp import tcp_listener_fromfd as tcp_listener_fromfd
+from ._tcp import tcp_listener_fromfd_mem as tcp_listener_fromfd_mem
+from ._tcp import tcp_listener_storage as tcp_listener_storage
+from ._tcp import tcp_storage as tcp_storage
 from ._time import msleep as msleep
 from ._time import now as now
 
@@ -46,7 +109,19 @@ __version__ = "0.1.0"
 __all__ = [
     "CHRECV",
     "CHSEND",
+    "IPADDR_IPV4",
+    "IPADDR_IPV6",
+    "IPADDR_MAXSTRLEN",
+    "IPADDR_PREF_IPV4",
+    "IPADDR_PREF_IPV6",
     "Canceled",
+    "brecv",
+    "brecv_into",
+    "brecvl",
+    "bsend",
+    "bsendl",
+    "bsock_type",
+    "bsock_vfs",
     "bundle",
     "bundle_go",
     "bundle_go_mem",
@@ -72,8 +147,59 @@ __all__ = [
     "hown",
     "hquery",
     "hvfs",
+    "ipaddr",
+    "ipaddr_equal",
+    "ipaddr_family",
+    "ipaddr_len",
+    "ipaddr_local",
+    "ipaddr_port",
+    "ipaddr_remote",
+    "ipaddr_remotes",
+    "ipaddr_setport",
+    "ipaddr_sockaddr",
+    "ipaddr_str",
+    "ipc_accept",
+    "ipc_accept_mem",
+    "ipc_close",
+    "ipc_connect",
+    "ipc_connect_mem",
+    "ipc_done",
+    "ipc_fromfd",
+    "ipc_fromfd_mem",
+    "ipc_listen",
+    "ipc_listen_mem",
+    "ipc_listener_fromfd",
+    "ipc_listener_fromfd_mem",
+    "ipc_listener_storage",
+    "ipc_pair",
+    "ipc_pair_mem",
+    "ipc_pair_storage",
+    "ipc_recvfd",
+    "ipc_sendfd",
+    "ipc_storage",
+    "mrecv",
+    "mrecv_into",
+    "mrecvl",
+    "msend",
+    "msendl",
     "msleep",
+    "msock_type",
+    "msock_vfs",
     "now",
+    "tcp_accept",
+    "tcp_accept_mem",
+    "tcp_close",
+    "tcp_connect",
+    "tcp_connect_mem",
+    "tcp_done",
+    "tcp_fromfd",
+    "tcp_fromfd_mem",
+    "tcp_listen",
+    "tcp_listen_mem",
+    "tcp_listener_fromfd",
+    "tcp_listener_fromfd_mem",
+    "tcp_listener_storage",
+    "tcp_storage",
     "yield_",
 ]
 

@@ -39,6 +39,7 @@ from ._scheduler import (
     drain,
     leave,
     thread_local,
+    waiter_for,
     wake,
 )
 from ._time import check_deadline, expired
@@ -237,10 +238,7 @@ def chsend(ch: int, val: Any, deadline: int = -1) -> None:
         c = context()
     if c.nonblocking and cannot_block(c, getcurrent()):
         raise error(errno.ECANCELED, "chsend")
-    try:
-        end = c.handles[ch]
-    except KeyError:
-        end = None
+    end: Any = c.handles.get(ch) if ch.__class__ is int else None
     if end.__class__ is not _End:
         end = _end(c, ch, "chsend")
     direction = end.outgoing
@@ -295,10 +293,7 @@ def chrecv(ch: int, deadline: int = -1) -> Any:
         c = context()
     if c.nonblocking and cannot_block(c, getcurrent()):
         raise error(errno.ECANCELED, "chrecv")
-    try:
-        end = c.handles[ch]
-    except KeyError:
-        end = None
+    end: Any = c.handles.get(ch) if ch.__class__ is int else None
     if end.__class__ is not _End:
         end = _end(c, ch, "chrecv")
     direction = end.incoming
@@ -457,7 +452,7 @@ def choose(clauses: list[chclause], deadline: int = -1) -> int:
     if expired(deadline):
         raise error(errno.ETIMEDOUT, "choose")
     check_deadline(deadline, "choose")
-    group = Waiter(cur)
+    group = waiter_for(cur)
     entries = [_choice_entry(group, index, value) for index, (_, value) in enumerate(plan)]
     for (queue, _), entry in zip(plan, entries):
         queue.append(entry)

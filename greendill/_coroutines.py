@@ -36,6 +36,8 @@ from ._scheduler import (
     give_way,
     interrupt,
     launch,
+    thread_local,
+    waiter_for,
     wake,
 )
 from ._time import check_deadline, expired
@@ -71,7 +73,7 @@ class bundle_storage:
     def __init__(self) -> None:
         # Insertion order is launch order, the order hclose cancels in.
         self.members: dict[Coroutine, None] = {}
-        self.failures: list[BaseException] = []
+        self.failures: Optional[list[BaseException]] = None
         self.waiter: Optional[Waiter] = None
         self.is_open = False
         self.closing = False
@@ -82,7 +84,10 @@ class bundle_storage:
         return None
 
     def close(self) -> None:
-        c = context()
+        try:
+            c = thread_local.context
+        except AttributeError:
+            c = context()
         cur = getcurrent()
         if self.closing:
             raise error(errno.EBADF, "hclose")
@@ -102,7 +107,7 @@ class bundle_storage:
         if w is not None and not w.done:
             wake(c, w, errno.EBADF)
         # The hub has reported them; nobody can wait for them any more.
-        self.failures = []
+        self.failures = None
         self.closing = False
         self.is_open = False
         if pending is not None:
@@ -110,14 +115,13 @@ class bundle_storage:
 
     # What the scheduler tells a coroutine's bundle.
 
-    def started(self, co: Coroutine) -> None:
-        self.members[co] = None
-
     def finished(self, co: Coroutine, failure: Optional[BaseException]) -> None:
         del self.members[co]
         if self.closing:
             return  # close() tells the waiter, with EBADF
         if failure is not None:
+            if self.failures is None:
+                self.failures = []
             self.failures.append(failure)
         w = self.waiter
         if not self.members and w is not None and not w.done:
@@ -184,14 +188,19 @@ def go(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         ECANCELED: the calling coroutine was canceled.
         EMFILE, ENFILE, ENOMEM: never raised (Python raises MemoryError).
     """
-    c = context()
-    _check_can_start(c, "go")
+    try:
+        c = thread_local.context
+    except AttributeError:
+        c = context()
+    if c.nonblocking:
+        _check_can_start(c, "go")
     _check_callable(fn, "go")
     return _go(c, bundle_storage(), fn, args, kwargs)
 
 
 def _go(c: Context, mem: bundle_storage, fn: Callable[..., Any], args: Any, kwargs: Any) -> int:
-    h = _open_bundle(c, mem)
+    mem.is_open = True
+    h = new_handle(c, mem)
     try:
         launch(c, mem, fn, args, kwargs)
     except BaseException:
@@ -365,7 +374,7 @@ def bundle_wait(b: int, deadline: int = -1) -> None:
         check_deadline(deadline, "bundle_wait")
         if expired(deadline):
             raise error(errno.ETIMEDOUT, "bundle_wait")
-        w = obj.waiter = Waiter(cur)
+        w = obj.waiter = waiter_for(cur)
         try:
             outcome = block(c, w, deadline)
         finally:
@@ -378,7 +387,7 @@ def bundle_wait(b: int, deadline: int = -1) -> None:
             raise error(outcome, "bundle_wait")
     failures = obj.failures
     if failures:
-        obj.failures = []
+        obj.failures = None
         if len(failures) == 1:
             raise failures[0]
         raise BaseExceptionGroup(f"bundle_wait: {len(failures)} coroutines failed", failures)

@@ -23,13 +23,11 @@ class Canceled(OSError):
     Raised by every blocking call in a coroutine whose bundle is being
     closed with hclose, and by every later one: cancellation is sticky.
     It is an OSError so that code written for libdill's -1/errno
-    convention handles it like any other failure.
+    convention handles it like any other failure. greendill raises it as
+    Canceled(errno.ECANCELED, message); make your own the same way.
+    (No __init__ of its own: it is raised on every cancel, and a
+    Python-level __init__ would double the cost of making it.)
     """
-
-    def __init__(self, *args: object) -> None:
-        if not args:
-            args = (errno.ECANCELED, os.strerror(errno.ECANCELED))
-        super().__init__(*args)
 
 
 _messages: dict[tuple[int, str], str] = {}

@@ -17,10 +17,10 @@ from gevent.monkey import get_original
 from greenlet import getcurrent
 
 from ._errors import error
-from ._scheduler import CANCEL, TIMEOUT, Context, Waiter, block, cannot_block, context
+from ._scheduler import CANCEL, TIMEOUT, Context, Waiter, block, cannot_block, context, waiter_for
 from ._time import check_deadline, expired
 
-__all__ = ["fdclean", "fdin", "fdout"]
+__all__ = ["fdclean", "fdin", "fdout", "ready_callback"]
 
 _READ = 1  # libev's EV_READ
 _WRITE = 2  # libev's EV_WRITE
@@ -87,13 +87,13 @@ def _wait(fd: int, events: int, deadline: int, function: str) -> None:
         if _ready_now(fd, events):
             return
         raise error(errno.ETIMEDOUT, function)
-    w = Waiter(cur)
+    w = waiter_for(cur)
     watcher = state.watcher(c, events)
     if events == _READ:
         state.readers = w
     else:
         state.writers = w
-    watcher.start(_ready, w)
+    watcher.start(ready_callback, w)
     try:
         outcome = block(c, w, deadline)
     finally:
@@ -108,8 +108,8 @@ def _wait(fd: int, events: int, deadline: int, function: str) -> None:
         raise error(errno.ECANCELED, function)
 
 
-def _ready(w: Waiter) -> None:
-    # Runs in the hub when the watcher fires.
+def ready_callback(w: Waiter) -> None:
+    """Wake w (a watcher's callback: runs in the hub when the watcher fires)."""
     if not w.done:
         w.done = True
         w.g.switch(None)

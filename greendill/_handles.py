@@ -20,7 +20,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 from greenlet import getcurrent
 
 from ._errors import error
-from ._scheduler import Context, cannot_block, context
+from ._scheduler import Context, cannot_block, context, thread_local
 
 __all__ = ["hclose", "hmake", "hown", "hquery", "hvfs"]
 
@@ -63,10 +63,11 @@ def new_handle(c: Context, obj: Any) -> int:
 
 def lookup(c: Context, h: int, function: str) -> Any:
     """Return the object of handle h, or raise EBADF (TypeError for a non-int)."""
+    if h.__class__ is not int and not isinstance(h, int):
+        # Checked first: 1.0 hashes like 1 and would find handle 1.
+        raise TypeError(f"{function}: a handle is an int, not {type(h).__name__}")
     obj = c.handles.get(h)
     if obj is None:
-        if not isinstance(h, int):
-            raise TypeError(f"{function}: a handle is an int, not {type(h).__name__}")
         raise error(errno.EBADF, function)
     return obj
 
@@ -144,8 +145,13 @@ def hclose(h: int) -> None:
             aborts the process here).
         ENOTSUP: never raised: every handle can be closed.
     """
-    c = context()
-    obj = lookup(c, h, "hclose")
+    try:
+        c = thread_local.context
+    except AttributeError:
+        c = context()
+    obj = c.handles.get(h) if h.__class__ is int else None
+    if obj is None:
+        obj = lookup(c, h, "hclose")
     cur = getcurrent()
     c.closing.append(cur)
     c.nonblocking += 1
@@ -159,7 +165,10 @@ def hclose(h: int) -> None:
     finally:
         c.closing.remove(cur)
         c.nonblocking -= 1
-    _release_if_same(c, h, obj)
+    # _release_if_same, written out: this is every close's path.
+    if c.handles.get(h) is obj:
+        del c.handles[h]
+        c.free_handles.append(h)
 
 
 def _release_if_same(c: Context, h: int, obj: Any) -> None:

@@ -29,6 +29,7 @@ Canceled thrown in, as gevent's own Timeout would.
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 from contextlib import suppress
 from time import monotonic_ns
@@ -40,7 +41,7 @@ from gevent.exceptions import BlockingSwitchOutError
 from gevent.monkey import get_original
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ._errors import Canceled
+from ._errors import Canceled, error
 
 __all__ = [
     "BUDGET",
@@ -61,6 +62,7 @@ __all__ = [
     "leave",
     "suspend",
     "thread_local",
+    "waiter_for",
     "wake",
 ]
 
@@ -163,6 +165,14 @@ class Waiter:
             self.g.switch(TIMEOUT)
 
 
+def waiter_for(g: Any) -> Any:
+    """Return a waiter for g's next wait: a coroutine is its own, reused."""
+    if g.__class__ is Coroutine:
+        g.done = False
+        return g
+    return Waiter(g)
+
+
 def wake(c: Context, w: Waiter, value: object) -> None:
     """Make w's greenlet ready: it resumes with value once its turn comes.
 
@@ -232,7 +242,7 @@ def block(c: Context, w: Waiter, deadline: int, line: Optional[deque[Any]] = Non
             "greendill cannot block inside the hub (an event loop callback)"
         )
     if c.nonblocking and cannot_block(c, g):
-        raise Canceled()
+        raise error(errno.ECANCELED, "blocking call in a canceled coroutine or close callback")
     timer = None
     if deadline >= 0:
         delay = (deadline * 1_000_000 - monotonic_ns()) / 1e9
@@ -285,17 +295,27 @@ QUEUED.done = True
 class Coroutine(greenlet):
     """The greenlet of one greendill coroutine.
 
-    bundle is the object that owns it (its `finished(co, failure)` is called
-    when the coroutine's function has returned); waiter is the Waiter it is
+    bundle is the object that owns it: the coroutine is a key of its
+    `members` dict while it runs, and its `finished(co, failure)` is called
+    when the coroutine's function has returned; waiter is the Waiter it is
     blocked on, QUEUED while it sits in the ready queue, None while it runs
     or is suspended in foreign code; closer is the greenlet that waits in
-    hclose for it to end.
+    hclose for it to end. g and done make it a Waiter of its own.
     """
 
-    __slots__ = ("bundle", "canceled", "closer", "ctx", "waiter")
+    def timed_out(self) -> None:
+        # Waiter.timed_out, for a coroutine that is its own waiter.
+        if not self.done:
+            self.done = True
+            self.switch(TIMEOUT)
+
+    __slots__ = ("bundle", "canceled", "closer", "ctx", "done", "g", "waiter")
     bundle: Any
     canceled: bool
     closer: Optional[greenlet]
+    # A coroutine is its own Waiter (see waiter_for): its waits allocate nothing.
+    done: bool
+    g: Optional[Coroutine]
     ctx: Context
     waiter: Optional[Waiter]
 
@@ -313,6 +333,7 @@ class Coroutine(greenlet):
         except BaseException as exc:
             failure = exc
         c = self.ctx
+        self.g = None  # it referred to itself
         if self.canceled:
             c.nonblocking -= 1
         if failure is not None:
@@ -358,14 +379,35 @@ def launch(
     co.canceled = False
     co.closer = None
     co.waiter = None
-    bundle.started(co)
-    cur = getcurrent()
+    co.g = co
+    co.done = False
+    bundle.members[co] = None
+    cur: Any = getcurrent()
     if cur is c.hub:
         # A callback of the hub: it resumes when the child's chain of
         # switches reaches the hub.
         co.switch(fn, args, kwargs)
+        return co
+    # _queue_and_switch, written out: this is every go's path.
+    c.ready.append((cur, None))
+    if not c.drain_pending:
+        c.drain_pending = True
+        c.run_callback(drain, c)
+    if cur.__class__ is Coroutine:
+        cur.waiter = QUEUED
+        try:
+            co.switch(fn, args, kwargs)
+        except BaseException:
+            _unready(c, cur)
+            raise
+        finally:
+            cur.waiter = None
     else:
-        _queue_and_switch(c, cur, co.switch, (fn, args, kwargs))
+        try:
+            co.switch(fn, args, kwargs)
+        except BaseException:
+            _unready(c, cur)
+            raise
     return co
 
 
@@ -413,7 +455,7 @@ def interrupt(c: Context, closer: Any, co: Coroutine) -> Optional[BaseException]
     try:
         if w is None:
             # Suspended in foreign code (or not a greendill wait at all).
-            co.throw(Canceled())
+            co.throw(error(errno.ECANCELED, "hclose"))
         elif not w.done:
             w.done = True
             co.switch(CANCEL)

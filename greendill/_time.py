@@ -14,7 +14,7 @@ from time import monotonic_ns
 from greenlet import getcurrent
 
 from ._errors import error
-from ._scheduler import CANCEL, Waiter, block, cannot_block, context, give_way
+from ._scheduler import CANCEL, block, cannot_block, context, give_way, thread_local, waiter_for
 
 __all__ = ["check_deadline", "expired", "msleep", "now"]
 
@@ -58,13 +58,17 @@ def msleep(deadline: int = -1) -> None:
     Errors:
         ECANCELED: the calling coroutine was canceled.
     """
-    c = context()
+    try:
+        c = thread_local.context
+    except AttributeError:
+        c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "msleep")
-    check_deadline(deadline, "msleep")
-    if expired(deadline):
-        give_way(c, cur)
-        return
-    if block(c, Waiter(cur), deadline) is CANCEL:
+    if deadline != -1:
+        check_deadline(deadline, "msleep")
+        if expired(deadline):
+            give_way(c, cur)
+            return
+    if block(c, waiter_for(cur), deadline) is CANCEL:
         raise error(errno.ECANCELED, "msleep")

@@ -15,11 +15,33 @@ import typing
 import pytest
 
 import greendill
-from greendill import _channels, _coroutines, _errors, _fd, _handles, _time
+from greendill import (
+    _channels,
+    _coroutines,
+    _errors,
+    _fd,
+    _handles,
+    _iface,
+    _ipaddr,
+    _ipc,
+    _tcp,
+    _time,
+)
 
 # Sections of api_names.txt that greendill implements so far.
-IMPLEMENTED = {"core"}
-PRIVATE_MODULES = [_channels, _coroutines, _errors, _fd, _handles, _time]
+IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "tcp"}
+PRIVATE_MODULES = [
+    _channels,
+    _coroutines,
+    _errors,
+    _fd,
+    _handles,
+    _iface,
+    _ipaddr,
+    _ipc,
+    _tcp,
+    _time,
+]
 
 
 def _read_names() -> dict[str, dict[str, list[str]]]:
@@ -101,9 +123,11 @@ def test_blocking_call_ends_with_deadline_minus_one(name: str) -> None:
 
 
 def test_canceled_is_an_oserror_with_ecanceled() -> None:
-    exc = greendill.Canceled()
+    exc = _errors.error(errno.ECANCELED, "msleep")
+    assert type(exc) is greendill.Canceled
     assert isinstance(exc, OSError)
     assert exc.errno == errno.ECANCELED
+    assert str(exc) == "[Errno 125] msleep: Operation canceled"
 
 
 def test_version() -> None:

@@ -313,7 +313,7 @@ def test_canceled_raised_by_hand_in_uncanceled_coroutine_is_a_failure(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def raises_canceled() -> None:
-        raise dill.Canceled()
+        raise dill.Canceled(errno.ECANCELED, "raised by hand")
 
     h = dill.go(raises_canceled)
     with pytest.raises(dill.Canceled):

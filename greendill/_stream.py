@@ -1,0 +1,576 @@
+"""A connected byte-stream socket over an OS fd: what TCP and IPC connections share.
+
+Both are libdill byte streams (bsock_type) over a non-blocking stream socket,
+with the same rules (reference section 0):
+
+- All or nothing: bsend sends every byte or fails; brecv fills the whole
+  buffer or fails, and what it had received is lost.
+- Every call first tries the system call, and waits only when it would
+  block: what can complete at once succeeds whatever the deadline and even in
+  a canceled coroutine. A wait uses the socket's own read or write watcher,
+  made once, and arms a timer only when there is a deadline.
+- Errors latch per direction. A failed send (timed out, canceled, broken, or
+  interrupted by a foreign exception such as gevent.Timeout) breaks sending:
+  later sends and done fail with ECONNRESET. End of stream makes every later
+  receive fail with EPIPE; any other failed receive makes them fail with
+  ECONNRESET. A receive timeout does not break sending. Check order: EBUSY
+  (another coroutine is in the same direction; it does not latch), EPIPE
+  (done, or end of stream seen), ECONNRESET (latched).
+- done shuts the sending side down (the peer reads everything, then EPIPE).
+  The orderly close (tcp_close, ipc_close) is done, then reading until the
+  peer's end of stream; hclose is the hard close, at once.
+- Closing the handle while a coroutine waits on it wakes that coroutine with
+  EBADF (libdill asserts here).
+
+The object is also its own storage (tcp_storage(), ipc_storage()): a closed
+one can be opened again; `generation` tells a woken waiter whether the
+object it was using is still the same connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from _socket import socket as _socket
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any, Optional
+
+from greenlet import getcurrent
+
+from ._errors import error
+from ._fd import ready_callback
+from ._handles import hclose, lookup, release
+from ._iface import RecvItem, bsock_type, bsock_vfs
+from ._scheduler import (
+    CANCEL,
+    TIMEOUT,
+    Context,
+    Waiter,
+    block,
+    cannot_block,
+    context,
+    thread_local,
+    waiter_for,
+    wake,
+)
+from ._time import check_deadline, expired
+
+__all__ = [
+    "StreamSocket",
+    "Watched",
+    "accept_fd",
+    "adopt_fd",
+    "check_can_block",
+    "check_storage",
+    "close_in_order",
+    "close_stream",
+    "recv_error",
+    "send_error",
+    "syscall_error",
+]
+
+_EV_READ = 1
+_EV_WRITE = 2
+# SO_LINGER on, timeout 0: close() sends a reset and drops unsent data.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+# Received and dropped in chunks of at most this many bytes (brecvl's skips).
+_SKIP_CHUNK = 65536
+
+
+class Watched:
+    """An fd with its read and write watchers, and who waits on them.
+
+    Base of every greendill object over an OS socket (connections and
+    listeners): `wait_readable`/`wait_writable` are the only way they wait,
+    and `forget` wakes the waiters with EBADF before the fd goes.
+    """
+
+    __slots__ = ("generation", "is_open", "reader", "rwatcher", "sock", "writer", "wwatcher")
+
+    def __init__(self) -> None:
+        self.sock: Any = None
+        self.is_open = False
+        self.generation = 0
+        self.rwatcher: Any = None
+        self.wwatcher: Any = None
+        self.reader: Optional[Waiter] = None
+        self.writer: Optional[Waiter] = None
+
+    def adopt(self, c: Context, sock: _socket) -> None:
+        """Take ownership of sock (non-blocking from now on)."""
+        sock.setblocking(False)
+        self.sock = sock
+        self.is_open = True
+        self.generation += 1
+        fd = sock.fileno()
+        self.rwatcher = c.loop.io(fd, _EV_READ)
+        self.wwatcher = c.loop.io(fd, _EV_WRITE)
+
+    def forget(self, c: Context) -> None:
+        """Wake the waiters with EBADF, stop the watchers, close the socket."""
+        for w in (self.reader, self.writer):
+            if w is not None and not w.done:
+                wake(c, w, errno.EBADF)
+        self.reader = self.writer = None
+        for watcher in (self.rwatcher, self.wwatcher):
+            watcher.stop()
+            watcher.close()
+        self.rwatcher = self.wwatcher = None
+        self.is_open = False
+        self.generation += 1
+        sock, self.sock = self.sock, None
+        sock.close()
+
+    def wait_readable(self, deadline: int, function: str) -> None:
+        """Wait until the socket is readable; raise ETIMEDOUT, ECANCELED or EBADF."""
+        self._wait(self.rwatcher, True, deadline, function)
+
+    def wait_writable(self, deadline: int, function: str) -> None:
+        """Wait until the socket is writable; raise ETIMEDOUT, ECANCELED or EBADF."""
+        self._wait(self.wwatcher, False, deadline, function)
+
+    def _wait(self, watcher: Any, reading: bool, deadline: int, function: str) -> None:
+        try:
+            c = thread_local.context
+        except AttributeError:
+            c = context()
+        cur = getcurrent()
+        if c.nonblocking and cannot_block(c, cur):
+            raise error(errno.ECANCELED, function)
+        if deadline >= 0:
+            check_deadline(deadline, function)
+            if expired(deadline):
+                raise error(errno.ETIMEDOUT, function)
+        elif deadline.__class__ is not int:
+            check_deadline(deadline, function)
+        w = waiter_for(cur)
+        if reading:
+            self.reader = w
+        else:
+            self.writer = w
+        generation = self.generation
+        watcher.start(ready_callback, w)
+        try:
+            outcome = block(c, w, deadline)
+        finally:
+            if self.generation == generation:
+                watcher.stop()
+                if reading:
+                    self.reader = None
+                else:
+                    self.writer = None
+        if outcome is None:
+            return
+        if outcome is TIMEOUT:
+            raise error(errno.ETIMEDOUT, function)
+        if outcome is CANCEL:
+            raise error(errno.ECANCELED, function)
+        raise error(outcome, function)  # EBADF: closed while waiting
+
+
+class StreamSocket(Watched, bsock_vfs):
+    """A connected stream socket: the byte-stream object of TCP and IPC connections."""
+
+    __slots__ = ("indone", "inerr", "outdone", "outerr", "rbusy", "sbusy", "scratch")
+
+    #: The type id a subclass answers besides bsock_type (tcp_type, ipc_type).
+    type_id: object = None
+    #: Whether hclose resets the connection (TCP) rather than just closing it.
+    hard_close_resets = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset_state()
+        self.scratch: Optional[bytearray] = None
+
+    def reset_state(self) -> None:
+        self.inerr = self.indone = self.outerr = self.outdone = False
+        self.rbusy = self.sbusy = False
+
+    def open(self, c: Context, sock: _socket) -> None:
+        """Start being the connection over sock."""
+        self.reset_state()
+        self.adopt(c, sock)
+
+    # The hvfs protocol.
+
+    def query(self, type: object) -> Any:
+        if type is bsock_type or type is self.type_id:
+            return self
+        return None
+
+    def close(self) -> None:
+        """The hard close: at once, unsent data dropped (TCP peers see a reset)."""
+        if self.hard_close_resets:
+            with suppress(OSError):  # already broken: nothing left to reset
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self.forget(context())
+
+    # Sending.
+
+    def _begin_send(self, function: str) -> None:
+        if self.sbusy:
+            raise error(errno.EBUSY, function)
+        if self.outdone:
+            raise error(errno.EPIPE, function)
+        if self.outerr:
+            raise error(errno.ECONNRESET, function)
+
+    def bsend(self, data: Any, deadline: int) -> None:
+        if self.sbusy or self.outdone or self.outerr:
+            self._begin_send("bsend")
+        self.sbusy = True
+        generation = self.generation
+        try:
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent != len(data):
+                view = memoryview(data).cast("B")
+                if sent != view.nbytes:
+                    self._send_rest(view[sent:], deadline, "bsend")
+        except BaseException as exc:
+            if self.generation == generation:
+                self.outerr = True
+            raise send_error(exc, "bsend") from None
+        finally:
+            if self.generation == generation:
+                self.sbusy = False
+
+    def _send_rest(self, view: memoryview, deadline: int, function: str) -> None:
+        send = self.sock.send
+        while view:
+            self.wait_writable(deadline, function)
+            try:
+                sent = send(view)
+            except BlockingIOError:
+                continue
+            view = view[sent:]
+
+    def bsendl(self, buffers: Sequence[Any], deadline: int) -> None:
+        self._begin_send("bsendl")
+        self.sbusy = True
+        generation = self.generation
+        try:
+            views = [memoryview(b).cast("B") for b in buffers]
+            total = sum(v.nbytes for v in views)
+            try:
+                sent = self.sock.sendmsg(views)
+            except BlockingIOError:
+                sent = 0
+            while sent < total:
+                views = _advance(views, sent)
+                total -= sent
+                self.wait_writable(deadline, "bsendl")
+                try:
+                    sent = self.sock.sendmsg(views)
+                except BlockingIOError:
+                    sent = 0
+        except BaseException as exc:
+            if self.generation == generation:
+                self.outerr = True
+            raise send_error(exc, "bsendl") from None
+        finally:
+            if self.generation == generation:
+                self.sbusy = False
+
+    # Receiving.
+
+    def _begin_recv(self, function: str) -> None:
+        if self.rbusy:
+            raise error(errno.EBUSY, function)
+        if self.indone:
+            raise error(errno.EPIPE, function)
+        if self.inerr:
+            raise error(errno.ECONNRESET, function)
+
+    def brecv_into(self, buffer: Any, deadline: int) -> None:
+        if self.rbusy or self.indone or self.inerr:
+            self._begin_recv("brecv")
+        view = _writable(buffer, "brecv")
+        self.rbusy = True
+        generation = self.generation
+        try:
+            try:
+                got = self.sock.recv_into(view)
+            except BlockingIOError:
+                got = -1
+            if got != view.nbytes:
+                self._recv_rest(view, got, deadline, "brecv")
+        except BaseException as exc:
+            self._recv_failed(exc, generation)
+            raise recv_error(exc, "brecv") from None
+        finally:
+            if self.generation == generation:
+                self.rbusy = False
+
+    def _recv_rest(self, view: memoryview, got: int, deadline: int, function: str) -> None:
+        # got: what the first recv_into returned, -1 when it would have blocked.
+        recv_into = self.sock.recv_into
+        while True:
+            if got == 0 and view.nbytes:
+                raise _EndOfStream()
+            if got > 0:
+                view = view[got:]
+                if not view:
+                    return
+            self.wait_readable(deadline, function)
+            try:
+                got = recv_into(view)
+            except BlockingIOError:
+                got = -1
+
+    def brecvl(self, buffers: Sequence[RecvItem], deadline: int) -> None:
+        self._begin_recv("brecvl")
+        views: list[Any] = []
+        for item in buffers:
+            if isinstance(item, int):
+                if item < 0:
+                    raise error(errno.EINVAL, "brecvl")
+                views.append(item)
+            else:
+                views.append(_writable(item, "brecvl"))
+        self.rbusy = True
+        generation = self.generation
+        try:
+            for item in views:
+                if isinstance(item, int):
+                    self._skip(item, deadline)
+                elif item.nbytes:
+                    self._recv_rest(item, self._try_recv(item), deadline, "brecvl")
+        except BaseException as exc:
+            self._recv_failed(exc, generation)
+            raise recv_error(exc, "brecvl") from None
+        finally:
+            if self.generation == generation:
+                self.rbusy = False
+
+    def _try_recv(self, view: memoryview) -> int:
+        try:
+            return int(self.sock.recv_into(view))
+        except BlockingIOError:
+            return -1
+
+    def _skip(self, size: int, deadline: int) -> None:
+        if self.scratch is None:
+            self.scratch = bytearray(_SKIP_CHUNK)
+        scratch = memoryview(self.scratch)
+        while size:
+            chunk = scratch[: min(size, _SKIP_CHUNK)]
+            self._recv_rest(chunk, self._try_recv(chunk), deadline, "brecvl")
+            size -= chunk.nbytes
+
+    def _recv_failed(self, exc: BaseException, generation: int) -> None:
+        if self.generation != generation:
+            return  # closed meanwhile: the object is not ours to mark
+        if isinstance(exc, _EndOfStream):
+            self.indone = True
+        else:
+            self.inerr = True
+
+    # Half-close and orderly close.
+
+    def done(self, function: str) -> None:
+        """Shut the sending side down (tcp_done, ipc_done)."""
+        if self.outdone:
+            raise error(errno.EPIPE, function)
+        if self.outerr:
+            raise error(errno.ECONNRESET, function)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.outerr = True
+            raise send_error(exc, function) from None
+        self.outdone = True
+
+    def drain(self, deadline: int, function: str) -> None:
+        """The orderly close's first part: done, then read until the peer's end of stream.
+
+        Raises ECONNRESET if an error was latched or the peer resets,
+        ETIMEDOUT or ECANCELED if the end of stream does not come in time.
+        The caller closes the socket whatever happens.
+        """
+        if self.inerr or self.outerr:
+            raise error(errno.ECONNRESET, function)
+        if not self.outdone:
+            self.done(function)
+        if self.indone:
+            return
+        if self.scratch is None:
+            self.scratch = bytearray(_SKIP_CHUNK)
+        recv_into = self.sock.recv_into
+        scratch = self.scratch
+        while True:
+            try:
+                if recv_into(scratch) == 0:
+                    self.indone = True
+                    return
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise recv_error(exc, function) from None
+            self.wait_readable(deadline, function)
+
+
+class _EndOfStream(Exception):
+    """The peer closed its sending side before the buffer was full."""
+
+
+def _writable(buffer: Any, function: str) -> memoryview:
+    view = memoryview(buffer)
+    if view.readonly:
+        raise error(errno.EINVAL, function)
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
+    # Drop the first sent bytes of views.
+    while sent:
+        head = views[0]
+        if sent >= head.nbytes:
+            sent -= head.nbytes
+            views.pop(0)
+        else:
+            views[0] = head[sent:]
+            sent = 0
+    return views
+
+
+def send_error(exc: BaseException, function: str) -> BaseException:
+    # A broken pipe on send means the peer is gone: libdill says ECONNRESET.
+    if isinstance(exc, OSError) and not isinstance(exc, BlockingIOError):
+        code = exc.errno
+        if code in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            return error(errno.ECONNRESET, function)
+    return exc
+
+
+def recv_error(exc: BaseException, function: str) -> BaseException:
+    if isinstance(exc, _EndOfStream):
+        return error(errno.EPIPE, function)
+    # (No EPIPE here: receiving never gets it from the kernel, and
+    # greendill's own EPIPE, end of stream, must stay what it is.)
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ENOTCONN):
+        return error(errno.ECONNRESET, function)
+    return exc
+
+
+def close_in_order(c: Context, s: int, obj: StreamSocket) -> None:
+    """Release handle s and close obj without a reset: the orderly close's end."""
+    release(c, s)
+    obj.forget(c)
+
+
+# What the transports (_ipc, _tcp) share ------------------------------------------
+
+
+def check_storage(mem: Any, cls: type[Any], function: str) -> Any:
+    """Check a _mem call's storage: EINVAL for None, EBUSY while in use."""
+    if mem is None:
+        raise error(errno.EINVAL, function)
+    if not isinstance(mem, cls):
+        raise TypeError(f"{function}: mem is a {cls.__name__}(), not {type(mem).__name__}")
+    if mem.is_open:
+        raise error(errno.EBUSY, function)
+    return mem
+
+
+def check_can_block(c: Context, function: str) -> None:
+    """Raise ECANCELED in a canceled coroutine (calls that check first)."""
+    if c.nonblocking and cannot_block(c, getcurrent()):
+        raise error(errno.ECANCELED, function)
+
+
+def syscall_error(exc: OSError, function: str, address: Any = None) -> OSError:
+    """The OSError of a failed system call, as greendill raises it."""
+    return error(exc.errno or errno.EIO, function, None if address is None else _name(address))
+
+
+def _name(address: Any) -> str:
+    # What an error shows as the address: a path as it is, an ipaddr as its repr.
+    if isinstance(address, (str, bytes)):
+        return os.fsdecode(address)
+    return repr(address)
+
+
+def accept_fd(listener: Watched, deadline: int, function: str) -> tuple[int, Any]:
+    """Accept a connection on listener: (fd, peer address), waiting if need be.
+
+    Connections aborted before they were accepted are skipped, as in libdill.
+    """
+    while True:
+        try:
+            return listener.sock._accept()  # type: ignore[no-any-return]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ECONNABORTED:
+                raise syscall_error(exc, function) from None
+            continue
+        listener.wait_readable(deadline, function)
+
+
+def adopt_fd(fd: int, families: tuple[int, ...], listening: bool, function: str) -> Any:
+    """Check that fd is a stream socket of families in the right state; return it.
+
+    The socket is dup()ed and the fd number itself closed (libdill's rule):
+    the new handle owns the socket, and the caller's number is gone.
+    """
+    if not isinstance(fd, int):
+        raise TypeError(f"{function}: fd is an int, not {type(fd).__name__}")
+    try:
+        copy = os.dup(fd)
+    except OSError as exc:
+        raise syscall_error(exc, function) from None
+    try:
+        probe = _socket(fileno=copy)
+    except OSError as exc:
+        os.close(copy)
+        if exc.errno == errno.ENOTSOCK:
+            raise error(errno.EINVAL, function) from None
+        raise syscall_error(exc, function) from None
+    try:
+        accepting = bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        stream = probe.family in families and probe.type == socket.SOCK_STREAM
+        if not stream or accepting != listening:
+            raise error(errno.EINVAL, function)
+        if not listening:
+            try:
+                probe.getpeername()
+            except OSError:
+                raise error(errno.EINVAL, function) from None  # not connected
+    except BaseException:
+        probe.close()
+        raise
+    os.close(fd)
+    return probe
+
+
+def close_stream(
+    s: int, conn_type: object, listener_type: object, deadline: int, function: str
+) -> None:
+    """tcp_close and ipc_close: the orderly close of a connection, or a listener's close.
+
+    A handle that is neither (an IPC socket given to tcp_close) is ENOTSUP
+    and stays open, as in libdill.
+    """
+    c = context()
+    obj = lookup(c, s, function)
+    if obj.query(listener_type) is not None:
+        hclose(s)
+        return
+    if obj.query(conn_type) is None:
+        raise error(errno.ENOTSUP, function)
+    generation = obj.generation
+    try:
+        obj.drain(deadline, function)
+    finally:
+        # Someone may have closed s while drain waited (drain then raised
+        # EBADF): the number, or obj, may be another's by now.
+        if c.handles.get(s) is obj and obj.generation == generation:
+            close_in_order(c, s, obj)
