@@ -38,6 +38,7 @@ __all__ = [
     "bsendl",
     "bsock_type",
     "bsock_vfs",
+    "fast_bsocks",
     "mrecv",
     "mrecv_into",
     "mrecvl",
@@ -60,8 +61,8 @@ RecvItem = Union[int, bytearray, memoryview]
 class bsock_vfs:
     """The byte-stream interface (libdill's struct bsock_vfs).
 
-    Subclass it and implement bsendl and brecvl; bsend and brecv_into come
-    with it, built on those, and a fast implementation overrides them too.
+    Subclass it and implement bsendl and brecvl; bsend, brecv_into and brecv
+    come with it, built on those, and a fast implementation overrides them too.
     """
 
     __slots__ = ()
@@ -81,6 +82,12 @@ class bsock_vfs:
     def brecv_into(self, buffer: Any, deadline: int) -> None:
         """Fill buffer completely or fail."""
         self.brecvl((buffer,), deadline)
+
+    def brecv(self, size: int, deadline: int) -> bytes:
+        """Receive exactly size bytes or fail."""
+        buffer = bytearray(size)
+        self.brecv_into(buffer, deadline)
+        return bytes(buffer)
 
 
 class msock_vfs:
@@ -111,6 +118,24 @@ class msock_vfs:
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         """Receive one message into buffer and return its size."""
         return self.mrecvl((buffer,), deadline)
+
+
+#: Classes whose query(bsock_type) is the object itself (greendill's own
+#: sockets register here): the generic calls then skip the query call.
+fast_bsocks: set[type] = set()
+
+
+def _bsock(s: int, function: str) -> Any:
+    # _interface(s, bsock_type, function), written out: every byte-stream
+    # call starts here.
+    try:
+        c = thread_local.context
+    except AttributeError:
+        c = context()
+    obj = c.handles.get(s) if s.__class__ is int else None
+    if obj.__class__ in fast_bsocks:
+        return obj
+    return _interface(s, bsock_type, function)
 
 
 def _interface(s: int, type: object, function: str) -> Any:
@@ -155,7 +180,7 @@ def bsend(s: int, data: Any, deadline: int = -1) -> None:
         EPIPE: the sending side was closed (done) earlier.
         ETIMEDOUT: the deadline passed before every byte was sent.
     """
-    _interface(s, bsock_type, "bsend").bsend(data, deadline)
+    _bsock(s, "bsend").bsend(data, deadline)
 
 
 def bsendl(s: int, buffers: Sequence[Any], deadline: int = -1) -> None:
@@ -202,9 +227,8 @@ def brecv(s: int, size: int, deadline: int = -1) -> bytes:
     """
     if size < 0:
         raise error(errno.EINVAL, "brecv")
-    buffer = bytearray(size)
-    _interface(s, bsock_type, "brecv").brecv_into(buffer, deadline)
-    return bytes(buffer)
+    data = _bsock(s, "brecv").brecv(size, deadline)
+    return data if data.__class__ is bytes else bytes(data)
 
 
 def brecv_into(s: int, buffer: Any, deadline: int = -1) -> int:
@@ -225,7 +249,7 @@ def brecv_into(s: int, buffer: Any, deadline: int = -1) -> int:
         EPIPE: the peer closed its side before the buffer was full.
         ETIMEDOUT: the deadline passed before the buffer was full.
     """
-    _interface(s, bsock_type, "brecv_into").brecv_into(buffer, deadline)
+    _bsock(s, "brecv_into").brecv_into(buffer, deadline)
     return memoryview(buffer).nbytes
 
 

@@ -43,6 +43,7 @@ from ._stream import (
     check_storage,
     close_stream,
     recv_error,
+    register_fast_bsock,
     send_error,
     syscall_error,
 )
@@ -86,6 +87,7 @@ _FAMILIES = (socket.AF_UNIX,)
 _MAX_BACKOFF = 32
 
 
+@register_fast_bsock
 class ipc_storage(StreamSocket):
     """Memory for an IPC connection (libdill's struct ipc_storage).
 

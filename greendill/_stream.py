@@ -36,24 +36,24 @@ import struct
 from _socket import socket as _socket
 from collections.abc import Sequence
 from contextlib import suppress
+from time import monotonic_ns
 from typing import Any, Optional
 
 from greenlet import getcurrent
 
 from ._errors import error
-from ._fd import ready_callback
 from ._handles import hclose, lookup, release
-from ._iface import RecvItem, bsock_type, bsock_vfs
+from ._iface import RecvItem, bsock_type, bsock_vfs, fast_bsocks
 from ._scheduler import (
     CANCEL,
     TIMEOUT,
     Context,
+    Coroutine,
     Waiter,
     block,
     cannot_block,
     context,
     thread_local,
-    waiter_for,
     wake,
 )
 from ._time import check_deadline, expired
@@ -68,6 +68,7 @@ __all__ = [
     "close_in_order",
     "close_stream",
     "recv_error",
+    "register_fast_bsock",
     "send_error",
     "syscall_error",
 ]
@@ -88,7 +89,23 @@ class Watched:
     and `forget` wakes the waiters with EBADF before the fd goes.
     """
 
-    __slots__ = ("generation", "is_open", "reader", "rwatcher", "sock", "writer", "wwatcher")
+    __slots__ = (
+        "generation",
+        "is_open",
+        "rdeadline",
+        "reader",
+        "rtimer",
+        "rtimer_at",
+        "rwaiter",
+        "rwatcher",
+        "sock",
+        "wdeadline",
+        "writer",
+        "wtimer",
+        "wtimer_at",
+        "wwaiter",
+        "wwatcher",
+    )
 
     def __init__(self) -> None:
         self.sock: Any = None
@@ -98,6 +115,17 @@ class Watched:
         self.wwatcher: Any = None
         self.reader: Optional[Waiter] = None
         self.writer: Optional[Waiter] = None
+        # One reusable waiter per direction for greenlets that are not
+        # coroutines (a coroutine is its own): EBUSY allows one at a time.
+        self.rwaiter = Waiter(None)
+        self.wwaiter = Waiter(None)
+        # Deadlines use one lazy timer per direction (see _arm): the deadline
+        # of the current wait, the timer, and the deadline it is armed for
+        # (-1: not armed).
+        self.rdeadline = self.wdeadline = -1
+        self.rtimer: Any = None
+        self.wtimer: Any = None
+        self.rtimer_at = self.wtimer_at = -1
 
     def adopt(self, c: Context, sock: _socket) -> None:
         """Take ownership of sock (non-blocking from now on)."""
@@ -115,10 +143,12 @@ class Watched:
             if w is not None and not w.done:
                 wake(c, w, errno.EBADF)
         self.reader = self.writer = None
-        for watcher in (self.rwatcher, self.wwatcher):
-            watcher.stop()
-            watcher.close()
-        self.rwatcher = self.wwatcher = None
+        for watcher in (self.rwatcher, self.wwatcher, self.rtimer, self.wtimer):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+        self.rwatcher = self.wwatcher = self.rtimer = self.wtimer = None
+        self.rtimer_at = self.wtimer_at = -1
         self.is_open = False
         self.generation += 1
         sock, self.sock = self.sock, None
@@ -140,21 +170,42 @@ class Watched:
         cur = getcurrent()
         if c.nonblocking and cannot_block(c, cur):
             raise error(errno.ECANCELED, function)
-        if deadline >= 0:
-            check_deadline(deadline, function)
-            if expired(deadline):
-                raise error(errno.ETIMEDOUT, function)
-        elif deadline.__class__ is not int:
-            check_deadline(deadline, function)
-        w = waiter_for(cur)
+        if cur.__class__ is Coroutine:
+            w = cur
+        else:
+            w = self.rwaiter if reading else self.wwaiter
+            w.g = cur
+        w.done = False
+        generation = self.generation
         if reading:
             self.reader = w
         else:
             self.writer = w
-        generation = self.generation
-        watcher.start(ready_callback, w)
+        if deadline != -1:
+            check_deadline(deadline, function)
+            if deadline >= 0:
+                if expired(deadline):
+                    if reading:
+                        self.reader = None
+                    else:
+                        self.writer = None
+                    raise error(errno.ETIMEDOUT, function)
+                self._arm(c, reading, deadline)
+            elif reading:
+                self.rdeadline = -1
+            else:
+                self.wdeadline = -1
+        elif reading:
+            self.rdeadline = -1
+        else:
+            self.wdeadline = -1
+        # The watcher switches straight into the waiting greenlet: nothing
+        # else can end this wait once it fires, since whatever else does
+        # (the timer, hclose's EBADF, a cancel) stops the watcher first or
+        # latches w.done before it resumes.
+        watcher.start(cur.switch, None)
         try:
-            outcome = block(c, w, deadline)
+            outcome = block(c, w, -1)
         finally:
             if self.generation == generation:
                 watcher.stop()
@@ -169,6 +220,54 @@ class Watched:
         if outcome is CANCEL:
             raise error(errno.ECANCELED, function)
         raise error(outcome, function)  # EBADF: closed while waiting
+
+    def _arm(self, c: Context, reading: bool, deadline: int) -> None:
+        # The lazy timer: armed only when this wait's deadline is earlier
+        # than the one it is armed for, and left armed when the wait ends
+        # (ref=False, so it keeps no loop alive). When it fires it checks the
+        # deadline of the wait in progress, if any, and re-arms for it: a
+        # stream of calls with ever later deadlines costs no timer calls.
+        if reading:
+            self.rdeadline = deadline
+            at = self.rtimer_at
+        else:
+            self.wdeadline = deadline
+            at = self.wtimer_at
+        if 0 <= at <= deadline:
+            return
+        _start_timer(c, self, reading, deadline)
+
+
+def _start_timer(c: Context, owner: Watched, reading: bool, deadline: int) -> None:
+    # A libev timer's delay is fixed when it is made: a new one each time.
+    old = owner.rtimer if reading else owner.wtimer
+    if old is not None:
+        old.stop()
+    delay = (deadline * 1_000_000 - monotonic_ns()) / 1e9
+    timer = c.loop.timer(delay if delay > 0.0 else 0.0, 0.0, ref=False)
+    # update=True: libev's cached loop time would fire the timer early.
+    timer.start(_timer_fired, c, owner, reading, update=True)
+    if reading:
+        owner.rtimer, owner.rtimer_at = timer, deadline
+    else:
+        owner.wtimer, owner.wtimer_at = timer, deadline
+
+
+def _timer_fired(c: Context, owner: Watched, reading: bool) -> None:
+    # Runs in the hub.
+    if reading:
+        owner.rtimer_at = -1
+        w, deadline = owner.reader, owner.rdeadline
+    else:
+        owner.wtimer_at = -1
+        w, deadline = owner.writer, owner.wdeadline
+    if w is None or w.done or deadline < 0:
+        return
+    if monotonic_ns() >= deadline * 1_000_000:
+        w.done = True
+        w.g.switch(TIMEOUT)
+    else:
+        _start_timer(c, owner, reading, deadline)
 
 
 class StreamSocket(Watched, bsock_vfs):
@@ -244,7 +343,7 @@ class StreamSocket(Watched, bsock_vfs):
     def _send_rest(self, view: memoryview, deadline: int, function: str) -> None:
         send = self.sock.send
         while view:
-            self.wait_writable(deadline, function)
+            self._wait(self.wwatcher, False, deadline, function)
             try:
                 sent = send(view)
             except BlockingIOError:
@@ -301,6 +400,52 @@ class StreamSocket(Watched, bsock_vfs):
                 got = -1
             if got != view.nbytes:
                 self._recv_rest(view, got, deadline, "brecv")
+        except BaseException as exc:
+            self._recv_failed(exc, generation)
+            raise recv_error(exc, "brecv") from None
+        finally:
+            if self.generation == generation:
+                self.rbusy = False
+
+    def brecv(self, size: int, deadline: int) -> bytes:
+        # recv(size) returns the bytes themselves: no buffer, no copy. (Only
+        # up to _SKIP_CHUNK: recv(n) allocates n bytes on every call.)
+        if size > _SKIP_CHUNK:
+            return bsock_vfs.brecv(self, size, deadline)
+        if self.rbusy or self.indone or self.inerr:
+            self._begin_recv("brecv")
+        self.rbusy = True
+        generation = self.generation
+        try:
+            try:
+                data = self.sock.recv(size)
+            except BlockingIOError:
+                data = None
+            if data is not None and len(data) == size:
+                return data  # type: ignore[no-any-return]
+            # The rest of the call, where it waits: pieces until size bytes.
+            chunks = []
+            if data is not None:
+                if not data:
+                    raise _EndOfStream()
+                chunks.append(data)
+                size -= len(data)
+            recv = self.sock.recv
+            while True:
+                self._wait(self.rwatcher, True, deadline, "brecv")
+                try:
+                    data = recv(size)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise _EndOfStream()
+                if len(data) == size:
+                    if not chunks:
+                        return data  # type: ignore[no-any-return]
+                    chunks.append(data)
+                    return b"".join(chunks)
+                chunks.append(data)
+                size -= len(data)
         except BaseException as exc:
             self._recv_failed(exc, generation)
             raise recv_error(exc, "brecv") from None
@@ -415,6 +560,13 @@ class StreamSocket(Watched, bsock_vfs):
             except OSError as exc:
                 raise recv_error(exc, function) from None
             self.wait_readable(deadline, function)
+
+
+# TCP's and IPC's connection classes answer query(bsock_type) with themselves.
+def register_fast_bsock(cls: type) -> type:
+    """Class decorator: the generic byte-stream calls may skip cls's query."""
+    fast_bsocks.add(cls)
+    return cls
 
 
 class _EndOfStream(Exception):

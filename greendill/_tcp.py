@@ -31,6 +31,7 @@ from ._stream import (
     check_can_block,
     check_storage,
     close_stream,
+    register_fast_bsock,
     syscall_error,
 )
 
@@ -59,6 +60,7 @@ tcp_listener_type = type("tcp_listener_type", (), {"__repr__": lambda self: "tcp
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
+@register_fast_bsock
 class tcp_storage(StreamSocket):
     """Memory for a TCP connection (libdill's struct tcp_storage).
 
