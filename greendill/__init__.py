@@ -103,6 +103,14 @@ from ._tcp import tcp_listener_storage as tcp_listener_storage
 from ._tcp import tcp_storage as tcp_storage
 from ._time import msleep as msleep
 from ._time import now as now
+from ._udp import udp_open as udp_open
+from ._udp import udp_open_mem as udp_open_mem
+from ._udp import udp_recv as udp_recv
+from ._udp import udp_recv_into as udp_recv_into
+from ._udp import udp_recvl as udp_recvl
+from ._udp import udp_send as udp_send
+from ._udp import udp_sendl as udp_sendl
+from ._udp import udp_storage as udp_storage
 
 __version__ = "0.1.0"
 
@@ -200,6 +208,14 @@ __all__ = [
     "tcp_listener_fromfd_mem",
     "tcp_listener_storage",
     "tcp_storage",
+    "udp_open",
+    "udp_open_mem",
+    "udp_recv",
+    "udp_recv_into",
+    "udp_recvl",
+    "udp_send",
+    "udp_sendl",
+    "udp_storage",
     "yield_",
 ]
 

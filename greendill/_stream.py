@@ -167,9 +167,10 @@ class Watched:
             c = thread_local.context
         except AttributeError:
             c = context()
-        cur = getcurrent()
+        cur: Any = getcurrent()
         if c.nonblocking and cannot_block(c, cur):
             raise error(errno.ECANCELED, function)
+        w: Any
         if cur.__class__ is Coroutine:
             w = cur
         else:

@@ -26,10 +26,11 @@ from greendill import (
     _ipc,
     _tcp,
     _time,
+    _udp,
 )
 
 # Sections of api_names.txt that greendill implements so far.
-IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "tcp"}
+IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "tcp", "udp"}
 PRIVATE_MODULES = [
     _channels,
     _coroutines,
@@ -41,6 +42,7 @@ PRIVATE_MODULES = [
     _ipc,
     _tcp,
     _time,
+    _udp,
 ]
 
 
