@@ -20,7 +20,7 @@ from ._errors import error
 from ._scheduler import CANCEL, TIMEOUT, Context, Waiter, block, cannot_block, context, waiter_for
 from ._time import check_deadline, expired
 
-__all__ = ["fdclean", "fdin", "fdout", "ready_callback"]
+__all__ = ["fdclean", "fdin", "fdout", "ready_callback", "ready_now"]
 
 _READ = 1  # libev's EV_READ
 _WRITE = 2  # libev's EV_WRITE
@@ -68,7 +68,8 @@ def _state(c: Context, fd: int, function: str) -> _FdState:
     return state
 
 
-def _ready_now(fd: int, events: int) -> bool:
+def ready_now(fd: int, events: int) -> bool:
+    """Whether fd is readable (events 1) or writable (2) this instant: poll(0)."""
     poller = _poll()
     poller.register(fd, _POLLIN if events == _READ else _POLLOUT)
     return bool(poller.poll(0))
@@ -84,7 +85,7 @@ def _wait(fd: int, events: int, deadline: int, function: str) -> None:
         raise error(errno.EBUSY, function)
     check_deadline(deadline, function)
     if expired(deadline):
-        if _ready_now(fd, events):
+        if ready_now(fd, events):
             return
         raise error(errno.ETIMEDOUT, function)
     w = waiter_for(cur)
