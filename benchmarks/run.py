@@ -7,15 +7,18 @@ Usage:
 Every (scenario, implementation) pair is a function registered with `@bench`. The runner
 starts a fresh child process for every single run (`python benchmarks/run.py --child
 SCENARIO IMPL N`); the child runs the function once with a small size as a warm-up, then
-with the real size, and prints one number: the rate in operations per second. Runs of the
-implementations of a scenario alternate (the order rotates every round), and the table
-shows the median of the runs and its ratio to raw gevent's median in the same invocation.
+with the real size, and prints one JSON line: the rate in operations per second, the
+operations done and any extra metrics (RSS per connection). Runs of the implementations of
+a scenario alternate (the order rotates every round), and the table shows the median of
+the runs, its ratio to raw gevent's median in the same invocation, and the median of the
+per-round ratios (each run against gevent's run of the same round).
 
 Adding a scenario: add it to SCENARIOS, then write one `@bench(scenario, impl)` function per
 implementation. The function does its own setup, times only the part being measured with
 `perf_counter`, checks that the work was really done (raise on a wrong result, `_warn` on a
-suspicious one), cleans up, and returns the elapsed seconds for n operations. It imports
-what it uses itself, so that a child imports only the implementation it runs.
+suspicious one), cleans up, and returns the elapsed seconds for n operations (or a
+Measured, with the operations really done and extra metrics). It imports what it uses
+itself, so that a child imports only the implementation it runs.
 
 Only the standard library is imported at the top: gevent, greendill, uvloop and trio are
 imported by the children. uvloop and trio are optional: a missing one gives "not
@@ -40,9 +43,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Coroutine
@@ -64,13 +68,43 @@ class Scenario:
     size: int  # operations per run, full mode
     quick_size: int  # operations per run, --quick
     summary: str
+    warmup: Optional[int] = None  # size of the warm-up run (default: warmup_size(n))
+    size_unit: str = ""  # what N counts, when not operations ("MiB")
+    scale: float = 1.0  # shown rate = operations/s * scale (MiB/s -> MB/s)
+    per: str = ""  # the "per op" column shows µs per this ("MiB"); "" = per operation
+
+
+@dataclass
+class Measured:
+    """What a body returns when a bare elapsed time is not enough."""
+
+    elapsed: float  # seconds for `ops` operations
+    ops: Optional[int] = None  # operations really done, when fewer than the n asked for
+    metrics: dict[str, float] = field(default_factory=dict)  # see METRICS
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number a body reports besides its rate (Measured.metrics), shown in its own table."""
+
+    label: str
+    unit: str
+    lower_is_better: bool
+
+
+METRICS: dict[str, Metric] = {
+    "rss_per_connection": Metric("RSS per open connection", "bytes", lower_is_better=True),
+}
+
+#: What a benchmark body returns: the elapsed seconds for n operations, or a Measured.
+Body = Union[float, Measured]
 
 
 @dataclass(frozen=True)
 class Bench:
     scenario: str
     impl: str
-    body: Callable[[int], float]  # runs n operations, returns the elapsed seconds
+    body: Callable[[int], Body]  # runs n operations, returns the elapsed seconds
     requires: tuple[str, ...]  # modules that must be importable, else "not installed"
     note: str  # what exactly this row measures (shown with --list and in the README)
 
@@ -106,6 +140,48 @@ SCENARIOS: dict[str, Scenario] = {
             10_000,
             "channel-pingpong with a 5 s deadline/timeout on every waiting call",
         ),
+        Scenario(
+            "pingpong-ipc",
+            "round trips/s",
+            50_000,
+            10_000,
+            "N 1-byte round trips over a UNIX stream socket pair, main task <-> echo coroutine",
+        ),
+        Scenario(
+            "pingpong-tcp",
+            "round trips/s",
+            30_000,
+            10_000,
+            "pingpong-ipc over a TCP loopback connection (127.0.0.1), TCP_NODELAY on both ends",
+        ),
+        Scenario(
+            "deadline-pingpong-ipc",
+            "round trips/s",
+            30_000,
+            10_000,
+            "pingpong-ipc with a 5 s deadline/timeout on every call (peers: on every receive)",
+        ),
+        Scenario(
+            "bulk-ipc",
+            "MB/s",
+            512,
+            64,
+            "N MiB over a UNIX stream socket pair in 64 KiB writes, received into one"
+            " preallocated 64 KiB buffer",
+            warmup=8,
+            size_unit="MiB",
+            scale=1.048576,
+            per="MiB",
+        ),
+        Scenario(
+            "connections-ipc",
+            "connections/s",
+            5_000,
+            500,
+            "N concurrent IPC connections (all open at once), 10 round trips of 16 bytes each"
+            " with a server-side coroutine; also RSS per open connection",
+            warmup=20,
+        ),
     )
 }
 
@@ -114,12 +190,12 @@ BENCHES: dict[tuple[str, str], Bench] = {}
 
 def bench(
     scenario: str, impl: str, *, requires: tuple[str, ...] = (), note: str = ""
-) -> Callable[[Callable[[int], float]], Callable[[int], float]]:
+) -> Callable[[Callable[[int], Body]], Callable[[int], Body]]:
     """Register fn as the body of (scenario, impl)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}")
 
-    def register(fn: Callable[[int], float]) -> Callable[[int], float]:
+    def register(fn: Callable[[int], Body]) -> Callable[[int], Body]:
         key = (scenario, impl)
         if key in BENCHES:
             raise ValueError(f"{key} registered twice")
@@ -135,8 +211,10 @@ class Target:
     text: str
     numerator: str
     denominator: str
-    minimum: float  # met when numerator's rate / denominator's rate >= minimum
-    strict: bool = False  # met only when the ratio is > minimum
+    bound: float  # the ratio numerator / denominator must be >= bound (<= with at_most)
+    strict: bool = False  # > (or <) instead of >= (<=)
+    metric: str = "rate"  # "rate", or the name of a metric in METRICS
+    at_most: bool = False  # met when the ratio is at most bound (for lower-is-better metrics)
 
 
 #: The performance targets of the issue, checked at the end (never a failure).
@@ -145,6 +223,29 @@ TARGETS = (
     Target("channel-pingpong", "greendill >= 3x gevent.queue.Channel", "greendill", "gevent", 3.0),
     Target(
         "channel-pingpong", "greendill ahead of asyncio on uvloop", "greendill", "uvloop", 1.0, True
+    ),
+    Target("pingpong-ipc", "greendill >= 1.4x raw gevent", "greendill", "gevent", 1.4),
+    Target("pingpong-tcp", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
+    Target(
+        "deadline-pingpong-ipc",
+        "greendill >= 1.8x gevent with gevent.Timeout",
+        "greendill",
+        "gevent",
+        1.8,
+    ),
+    *(
+        Target("deadline-pingpong-ipc", f"greendill ahead of {peer}", "greendill", peer, 1.0, True)
+        for peer in ("asyncio", "uvloop", "trio")
+    ),
+    Target("bulk-ipc", "greendill >= 1.25x raw gevent", "greendill", "gevent", 1.25),
+    Target(
+        "connections-ipc",
+        "greendill RSS per connection <= 0.8x raw gevent's",
+        "greendill",
+        "gevent",
+        0.8,
+        metric="rss_per_connection",
+        at_most=True,
     ),
 )
 
@@ -180,6 +281,12 @@ def _greendill_check_clean(before: Any, what: str) -> None:
         pass
     else:
         c = context()
+        if c.handles:
+            # Every run starts with no handle and must close all it made.
+            problems.append(
+                f"handle table not empty at the end: {len(c.handles)} handles"
+                f" ({sorted(c.handles)[:10]})"
+            )
         if c.ready:
             problems.append(f"{len(c.ready)} entries left in the ready queue")
         if c.nonblocking:
@@ -769,6 +876,1013 @@ def trio_deadline_pingpong(n: int) -> float:
     return _trio_pingpong(n, timeouts=True)
 
 
+# --------------------------------------------------------------------------- socket helpers
+
+#: The ping-pong payloads: main sends BYTES[k], the echo side answers NEXT_BYTE[BYTES[k]] =
+#: BYTES[k + 1 mod 256] and main sends that back, so after n round trips main holds
+#: BYTES[n % 256]: every byte of every round trip is checked by the chain.
+BYTES = [bytes([i]) for i in range(256)]
+NEXT_BYTE = {BYTES[i]: BYTES[(i + 1) & 255] for i in range(256)}
+
+#: bulk-ipc: the size of every write, and the data written (the same chunk every time).
+BULK_CHUNK = 64 * 1024
+#: connections-ipc: round trips per connection, the message size, connections started
+#: before waiting for them all to be connected and served (a batch stays well inside
+#: the listener's backlog: net.core.somaxconn caps it, 4096 by default, and an AF_UNIX
+#: connect to a full backlog fails with EAGAIN, which asyncio and trio take for
+#: "in progress"), and the listen backlog asked for.
+CONN_ROUNDS = 10
+CONN_MSG = 16
+CONN_BATCH = 1000
+CONN_BACKLOG = 4096
+#: connections-ipc: fds per connection (both ends) and a margin for everything else.
+FDS_PER_CONNECTION = 2
+FD_MARGIN = 64
+
+
+def _bulk_chunk() -> bytes:
+    return bytes(range(256)) * (BULK_CHUNK // 256)
+
+
+def _check_bulk_tail(buf: Any, got: int, total: int, chunk: bytes) -> None:
+    """Check the last fragment received (buf[:got], ending at byte `total` of the stream)."""
+    offset = (total - got) % len(chunk)
+    expected = (chunk + chunk)[offset : offset + got]
+    _check(bytes(buf[:got]) == expected, "bulk: the last bytes received are not the ones sent")
+
+
+def _conn_messages() -> list[bytes]:
+    return [bytes([i]) * CONN_MSG for i in range(256)]
+
+
+def _rss_bytes() -> Optional[int]:
+    """The resident set size of this process now (Linux: VmRSS), or None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _rss_metrics(rss0: Optional[int], rss1: Optional[int], n: int) -> dict[str, float]:
+    if rss0 is None or rss1 is None:
+        return {}
+    return {"rss_per_connection": (rss1 - rss0) / n}
+
+
+def _fd_room(n: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; return how many connections fit."""
+    import resource
+
+    need = FDS_PER_CONNECTION * n + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    infinity = resource.RLIM_INFINITY
+    if soft != infinity and soft < need:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == infinity or soft >= need:
+        return n
+    fit = max(1, (soft - FD_MARGIN) // FDS_PER_CONNECTION)
+    _warn(
+        f"RLIMIT_NOFILE is {soft} (hard limit {hard}): {n} connections need ~{need} fds,"
+        f" so this run used {fit} connections"
+    )
+    return fit
+
+
+class _ConnState:
+    """connections-ipc: what the clients and handlers have done so far."""
+
+    __slots__ = ("connected", "finished", "handlers_done", "served", "serving", "target", "wake")
+
+    def __init__(self) -> None:
+        self.target = 0  # connections of the batches started so far
+        self.connected = 0  # clients connected (and about to wait at the barrier)
+        self.serving = 0  # handlers started (and about to wait for the first message)
+        self.finished = 0  # clients that did all their round trips
+        self.served = 0  # handlers that did all their round trips
+        self.handlers_done = 0  # handlers that closed their connection
+        self.wake: Any = None  # the main task's wake-up for the current batch
+
+    def all_ready(self) -> bool:
+        return self.connected == self.target and self.serving == self.target
+
+    def check(self, n: int) -> None:
+        _check(self.connected == n, f"{self.connected} clients connected, expected {n}")
+        _check(self.serving == n, f"{self.serving} connections were served, expected {n}")
+        _check(self.finished == n, f"{self.finished} clients did all round trips, expected {n}")
+        _check(self.served == n, f"{self.served} handlers did all round trips, expected {n}")
+
+
+def _temp_socket_path() -> tuple[str, str]:
+    """A new directory and a path for a UNIX socket in it (remove it with shutil.rmtree)."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="greendill-bench-")
+    return tmp, os.path.join(tmp, "listener")
+
+
+def _greendill_sock(h: int) -> Any:
+    """The OS socket under a greendill connection handle (internals), or None."""
+    try:
+        from greendill._scheduler import context
+
+        return context().handles[h].sock
+    except (ImportError, KeyError, AttributeError):
+        return None
+
+
+def _check_nodelay(socks: list[Any], what: str) -> None:
+    import socket
+
+    for sock in socks:
+        if sock is None:
+            _warn(f"{what}: could not check TCP_NODELAY (no socket object)")
+            continue
+        _check(
+            bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)),
+            f"{what}: TCP_NODELAY is off on a connection",
+        )
+
+
+# --------------------------------------------------------------------------- socket ping-pong
+
+
+def _greendill_socket_pingpong(n: int, tcp: bool, deadlines: bool) -> float:
+    import greendill as dill
+
+    scenario = "pingpong-tcp" if tcp else ("deadline-pingpong-ipc" if deadlines else "pingpong-ipc")
+    before = _greendill_snapshot()
+    bsend, brecv, now = dill.bsend, dill.brecv, dill.now
+    listener = None
+    if tcp:
+        addr = dill.ipaddr_local("127.0.0.1", 0)
+        listener = dill.tcp_listen(addr, 16)
+        accepted: list[int] = []
+        acc = dill.go(lambda: accepted.append(dill.tcp_accept(listener)))
+        a = dill.tcp_connect(dill.ipaddr_remote("127.0.0.1", dill.ipaddr_port(addr)))
+        dill.bundle_wait(acc)
+        dill.hclose(acc)
+        b = accepted[0]
+        _check_nodelay([_greendill_sock(a), _greendill_sock(b)], scenario)  # greendill's own
+    else:
+        a, b = dill.ipc_pair()
+
+    if deadlines:
+
+        def echo(s: int) -> None:
+            while True:
+                bsend(s, NEXT_BYTE[brecv(s, 1, now() + 5000)], now() + 5000)
+
+    else:
+
+        def echo(s: int) -> None:
+            while True:
+                bsend(s, NEXT_BYTE[brecv(s, 1)])
+
+    h = dill.go(echo, b)  # runs at once and waits in brecv
+    v = BYTES[0]
+    if deadlines:
+        t0 = perf_counter()
+        for _ in range(n):
+            bsend(a, v, now() + 5000)
+            v = brecv(a, 1, now() + 5000)
+        elapsed = perf_counter() - t0
+    else:
+        t0 = perf_counter()
+        for _ in range(n):
+            bsend(a, v)
+            v = brecv(a, 1)
+        elapsed = perf_counter() - t0
+    dill.hclose(h)
+    dill.hclose(a)
+    dill.hclose(b)
+    if listener is not None:
+        dill.hclose(listener)
+    _check(v == BYTES[n & 255], f"ping-pong ended with {v!r}, expected {BYTES[n & 255]!r}")
+    _greendill_check_clean(before, scenario)
+    return elapsed
+
+
+def _gevent_socket_pair(tcp: bool) -> tuple[Any, Any]:
+    import socket
+
+    from gevent import socket as gsocket
+
+    if not tcp:
+        return gsocket.socketpair()
+    ls = gsocket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    a = gsocket.create_connection(ls.getsockname())
+    b, _ = ls.accept()
+    ls.close()
+    for s in (a, b):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return a, b
+
+
+def _gevent_socket_pingpong(n: int, tcp: bool, timeouts: bool, sendall: bool = True) -> float:
+    import gevent
+
+    a, b = _gevent_socket_pair(tcp)
+    if tcp:
+        _check_nodelay([a, b], "gevent")
+    # sendall: gevent's all-or-nothing send, the counterpart of bsend (it asks the kernel
+    # for SO_SNDBUF on every call); send: one send(2), enough for 1 byte.
+    send_a, send_b = (a.sendall, b.sendall) if sendall else (a.send, b.send)
+    recv_a, recv_b = a.recv, b.recv
+    Timeout = gevent.Timeout
+
+    if timeouts:
+
+        def echo() -> None:
+            while True:
+                with Timeout(5):
+                    d = recv_b(1)
+                send_b(NEXT_BYTE[d])
+
+    else:
+
+        def echo() -> None:
+            while True:
+                send_b(NEXT_BYTE[recv_b(1)])
+
+    g = gevent.spawn(echo)
+    gevent.sleep(0)  # the echo greenlet starts and waits in recv
+    v = BYTES[0]
+    if timeouts:
+        t0 = perf_counter()
+        for _ in range(n):
+            send_a(v)
+            with Timeout(5):
+                v = recv_a(1)
+        elapsed = perf_counter() - t0
+    else:
+        t0 = perf_counter()
+        for _ in range(n):
+            send_a(v)
+            v = recv_a(1)
+        elapsed = perf_counter() - t0
+    g.kill()
+    a.close()
+    b.close()
+    _check(v == BYTES[n & 255], f"ping-pong ended with {v!r}, expected {BYTES[n & 255]!r}")
+    return elapsed
+
+
+def _asyncio_socket_pingpong(n: int, use_uvloop: bool, tcp: bool, timeouts: bool) -> float:
+    import asyncio
+    import socket
+    from functools import partial
+
+    async def main() -> float:
+        server = None
+        if tcp:
+            accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            async def on_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                accepted.set_result((r, w))
+
+            server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            ra, wa = await asyncio.open_connection("127.0.0.1", port)
+            rb, wb = await accepted
+            socks = [w.get_extra_info("socket") for w in (wa, wb)]
+            for s in socks:  # asyncio and uvloop set it already; say it anyway
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _check_nodelay(socks, "asyncio")
+        else:
+            sa, sb = socket.socketpair()
+            ra, wa = await asyncio.open_unix_connection(sock=sa)
+            rb, wb = await asyncio.open_unix_connection(sock=sb)
+        recv_a: Callable[[], Awaitable[bytes]] = partial(ra.readexactly, 1)
+        recv_b: Callable[[], Awaitable[bytes]] = partial(rb.readexactly, 1)
+        if timeouts:
+            recv_a = _asyncio_timeout_get(recv_a)  # type: ignore[arg-type]
+            recv_b = _asyncio_timeout_get(recv_b)  # type: ignore[arg-type]
+
+        async def echo() -> None:
+            while True:
+                wb.write(NEXT_BYTE[await recv_b()])
+                await wb.drain()
+
+        task = asyncio.create_task(echo())
+        await asyncio.sleep(0)  # the echo task starts and waits in readexactly
+        v = BYTES[0]
+        t0 = perf_counter()
+        for _ in range(n):
+            wa.write(v)
+            await wa.drain()
+            v = await recv_a()
+        elapsed = perf_counter() - t0
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for w in (wa, wb):
+            w.close()
+        for w in (wa, wb):
+            with contextlib.suppress(OSError):
+                await w.wait_closed()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        _check(v == BYTES[n & 255], f"ping-pong ended with {v!r}, expected {BYTES[n & 255]!r}")
+        return elapsed
+
+    return _run_asyncio(main, use_uvloop)
+
+
+def _trio_socket_pingpong(n: int, tcp: bool, timeouts: bool) -> float:
+    import socket
+
+    import trio
+    import trio.testing
+
+    async def main() -> float:
+        if tcp:
+            ls = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            await ls.bind(("127.0.0.1", 0))
+            ls.listen(16)
+            listener = trio.SocketListener(ls)
+            a = await trio.open_tcp_stream("127.0.0.1", ls.getsockname()[1])
+            b = await listener.accept()
+            await listener.aclose()
+            for st in (a, b):  # trio's SocketStream sets it already; say it anyway
+                st.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            _check_nodelay([a.socket, b.socket], "trio")
+        else:
+            sa, sb = trio.socket.socketpair()
+            a, b = trio.SocketStream(sa), trio.SocketStream(sb)
+
+        if timeouts:
+
+            async def echo() -> None:
+                while True:
+                    with trio.fail_after(5):
+                        d = await b.receive_some(1)
+                    await b.send_all(NEXT_BYTE[d])
+
+        else:
+
+            async def echo() -> None:
+                while True:
+                    await b.send_all(NEXT_BYTE[await b.receive_some(1)])
+
+        v = BYTES[0]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo)
+            await trio.testing.wait_all_tasks_blocked()  # echo waits in receive_some
+            if timeouts:
+                t0 = perf_counter()
+                for _ in range(n):
+                    await a.send_all(v)
+                    with trio.fail_after(5):
+                        v = await a.receive_some(1)
+                elapsed = perf_counter() - t0
+            else:
+                t0 = perf_counter()
+                for _ in range(n):
+                    await a.send_all(v)
+                    v = await a.receive_some(1)
+                elapsed = perf_counter() - t0
+            nursery.cancel_scope.cancel()
+        await a.aclose()
+        await b.aclose()
+        _check(v == BYTES[n & 255], f"ping-pong ended with {v!r}, expected {BYTES[n & 255]!r}")
+        return elapsed
+
+    return trio.run(main)
+
+
+for _tcp, _scenario in ((False, "pingpong-ipc"), (True, "pingpong-tcp")):
+    _what = "tcp_listen/tcp_accept/tcp_connect on 127.0.0.1" if _tcp else "ipc_pair()"
+
+    bench(
+        _scenario,
+        "greendill",
+        note=f"{_what}; echo coroutine (go): bsend(s, brecv(s, 1)); main: bsend(a, v),"
+        " v = brecv(a, 1)",
+    )(partial(_greendill_socket_pingpong, tcp=_tcp, deadlines=False))
+    bench(
+        _scenario,
+        "gevent",
+        note=(
+            "gevent.socket create_connection/accept, TCP_NODELAY set"
+            if _tcp
+            else "gevent.socket.socketpair()"
+        )
+        + "; echo greenlet: sendall(recv(1)); main: sendall(v), v = recv(1) (the ratio"
+        " baseline)",
+    )(partial(_gevent_socket_pingpong, tcp=_tcp, timeouts=False))
+    bench(
+        _scenario,
+        "gevent-send",
+        note="the gevent code with send instead of sendall (1 byte always goes in one send)",
+    )(partial(_gevent_socket_pingpong, tcp=_tcp, timeouts=False, sendall=False))
+    bench(
+        _scenario,
+        "asyncio",
+        note=(
+            "asyncio.start_server/open_connection (TCP_NODELAY: asyncio's default, set again)"
+            if _tcp
+            else "socket.socketpair() wrapped by asyncio.open_unix_connection(sock=...)"
+        )
+        + "; streams: w.write(v); await w.drain(); v = await r.readexactly(1)",
+    )(partial(_asyncio_socket_pingpong, use_uvloop=False, tcp=_tcp, timeouts=False))
+    bench(_scenario, "uvloop", requires=("uvloop",), note="the asyncio code on uvloop")(
+        partial(_asyncio_socket_pingpong, use_uvloop=True, tcp=_tcp, timeouts=False)
+    )
+    bench(
+        _scenario,
+        "trio",
+        requires=("trio",),
+        note=(
+            "trio.open_tcp_stream + SocketListener.accept (SocketStream sets TCP_NODELAY)"
+            if _tcp
+            else "trio.SocketStream over trio.socket.socketpair()"
+        )
+        + "; await send_all(v); v = await receive_some(1)",
+    )(partial(_trio_socket_pingpong, tcp=_tcp, timeouts=False))
+
+bench(
+    "deadline-pingpong-ipc",
+    "greendill",
+    note="pingpong-ipc with now() + 5000 as the deadline of every bsend and brecv, both sides",
+)(partial(_greendill_socket_pingpong, tcp=False, deadlines=True))
+bench(
+    "deadline-pingpong-ipc",
+    "gevent",
+    note="pingpong-ipc (sendall) with every recv in `with gevent.Timeout(5):`, both sides",
+)(partial(_gevent_socket_pingpong, tcp=False, timeouts=True))
+bench(
+    "deadline-pingpong-ipc",
+    "asyncio",
+    note="every readexactly in `async with asyncio.timeout(5):` (wait_for before 3.11)",
+)(partial(_asyncio_socket_pingpong, use_uvloop=False, tcp=False, timeouts=True))
+bench("deadline-pingpong-ipc", "uvloop", requires=("uvloop",), note="the asyncio code on uvloop")(
+    partial(_asyncio_socket_pingpong, use_uvloop=True, tcp=False, timeouts=True)
+)
+bench(
+    "deadline-pingpong-ipc",
+    "trio",
+    requires=("trio",),
+    note="every receive_some in `with trio.fail_after(5):`",
+)(partial(_trio_socket_pingpong, tcp=False, timeouts=True))
+
+
+# --------------------------------------------------------------------------- bulk
+
+
+@bench(
+    "bulk-ipc",
+    "greendill",
+    note="ipc_pair(); sender coroutine: bsend(s, chunk) per 64 KiB; main: brecv_into(s, buf)"
+    " with one preallocated 64 KiB bytearray (exact size, all or nothing)",
+)
+def greendill_bulk(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    count = n * 1024 * 1024 // BULK_CHUNK
+    chunk = _bulk_chunk()
+    buf = bytearray(BULK_CHUNK)
+    bsend, brecv_into = dill.bsend, dill.brecv_into
+    a, b = dill.ipc_pair()
+    sent = [0]
+
+    def sender(s: int) -> None:
+        for _ in range(count):
+            bsend(s, chunk)
+        sent[0] = count
+
+    got = 0
+    t0 = perf_counter()
+    h = dill.go(sender, a)  # runs at once: it fills the socket buffer, then blocks
+    for _ in range(count):
+        got += brecv_into(b, buf)
+    elapsed = perf_counter() - t0
+    dill.bundle_wait(h)
+    for x in (h, a, b):
+        dill.hclose(x)
+    _check(sent[0] == count, "bulk: the sender did not finish")
+    _check(got == count * BULK_CHUNK, f"bulk: received {got} bytes, expected {count * BULK_CHUNK}")
+    _check(buf == chunk, "bulk: the last buffer received is not the chunk sent")
+    _greendill_check_clean(before, "bulk-ipc")
+    return elapsed
+
+
+@bench(
+    "bulk-ipc",
+    "gevent",
+    note="gevent.socket.socketpair(); sender greenlet: sendall(chunk) per 64 KiB; main:"
+    " recv_into(buf) (whatever is there, up to 64 KiB) until all has come (the ratio baseline)",
+)
+def gevent_bulk(n: int) -> float:
+    import gevent
+    from gevent import socket as gsocket
+
+    nbytes = n * 1024 * 1024
+    count = nbytes // BULK_CHUNK
+    chunk = _bulk_chunk()
+    buf = bytearray(BULK_CHUNK)
+    a, b = gsocket.socketpair()
+
+    def sender() -> None:
+        for _ in range(count):
+            a.sendall(chunk)
+
+    recv_into = b.recv_into
+    total = got = 0
+    t0 = perf_counter()
+    g = gevent.spawn(sender)
+    while total < nbytes:
+        got = recv_into(buf)
+        if not got:
+            raise AssertionError("bulk: end of stream before all data came")
+        total += got
+    elapsed = perf_counter() - t0
+    g.join()
+    a.close()
+    b.close()
+    _check(g.successful(), "bulk: the sender failed")
+    _check(total == nbytes, f"bulk: received {total} bytes, expected {nbytes}")
+    _check_bulk_tail(buf, got, total, chunk)
+    return elapsed
+
+
+def _asyncio_bulk(n: int, use_uvloop: bool) -> float:
+    import asyncio
+    import socket
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        nbytes = n * 1024 * 1024
+        count = nbytes // BULK_CHUNK
+        chunk = _bulk_chunk()
+        buf = bytearray(BULK_CHUNK)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def sender() -> None:
+            for _ in range(count):
+                await loop.sock_sendall(a, chunk)
+
+        recv_into = loop.sock_recv_into
+        total = got = 0
+        t0 = perf_counter()
+        task = asyncio.create_task(sender())
+        while total < nbytes:
+            got = await recv_into(b, buf)
+            if not got:
+                raise AssertionError("bulk: end of stream before all data came")
+            total += got
+        elapsed = perf_counter() - t0
+        await task
+        a.close()
+        b.close()
+        _check(total == nbytes, f"bulk: received {total} bytes, expected {nbytes}")
+        _check_bulk_tail(buf, got, total, chunk)
+        return elapsed
+
+    return _run_asyncio(main, use_uvloop)
+
+
+@bench(
+    "bulk-ipc",
+    "asyncio",
+    note="socket.socketpair(); sender task: await loop.sock_sendall(a, chunk); main:"
+    " await loop.sock_recv_into(b, buf) until all has come (streams have no readinto)",
+)
+def asyncio_bulk(n: int) -> float:
+    return _asyncio_bulk(n, use_uvloop=False)
+
+
+@bench("bulk-ipc", "uvloop", requires=("uvloop",), note="the asyncio code on uvloop")
+def uvloop_bulk(n: int) -> float:
+    return _asyncio_bulk(n, use_uvloop=True)
+
+
+@bench(
+    "bulk-ipc",
+    "trio",
+    requires=("trio",),
+    note="trio.SocketStream over a socketpair; sender task: await send_all(chunk); main:"
+    " await receive_some(65536) (a new bytes object each time: streams have no receive_into)",
+)
+def trio_bulk(n: int) -> float:
+    import trio
+
+    async def main() -> float:
+        nbytes = n * 1024 * 1024
+        count = nbytes // BULK_CHUNK
+        chunk = _bulk_chunk()
+        sa, sb = trio.socket.socketpair()
+        a, b = trio.SocketStream(sa), trio.SocketStream(sb)
+
+        async def sender() -> None:
+            for _ in range(count):
+                await a.send_all(chunk)
+
+        receive_some = b.receive_some
+        total = 0
+        data = b""
+        async with trio.open_nursery() as nursery:
+            t0 = perf_counter()
+            nursery.start_soon(sender)
+            while total < nbytes:
+                data = await receive_some(BULK_CHUNK)
+                if not data:
+                    raise AssertionError("bulk: end of stream before all data came")
+                total += len(data)
+            elapsed = perf_counter() - t0
+        await a.aclose()
+        await b.aclose()
+        _check(total == nbytes, f"bulk: received {total} bytes, expected {nbytes}")
+        _check_bulk_tail(data, len(data), total, chunk)
+        return elapsed
+
+    return trio.run(main)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+@bench(
+    "connections-ipc",
+    "greendill",
+    note="ipc_listen; acceptor coroutine: ipc_accept, bundle_go(servers, handler, s); clients"
+    " in a bundle: ipc_connect, wait at a barrier (chrecv until chdone), 10 x bsend+brecv,"
+    " hclose; handlers: 10 x bsend(s, brecv(s, 16)), hclose",
+)
+def greendill_connections(n: int) -> Measured:
+    import errno
+    import shutil
+
+    import greendill as dill
+
+    n = _fd_room(n)
+    before = _greendill_snapshot()
+    tmp, path = _temp_socket_path()
+    msgs = _conn_messages()
+    bsend, brecv = dill.bsend, dill.brecv
+    st = _ConnState()
+    wake0, wake1 = dill.chmake()  # the last one of a batch to be ready wakes main
+    gate0, gate1 = dill.chmake()  # the barrier: chdone(gate0) fails every chrecv(gate1)
+    ls = dill.ipc_listen(path, CONN_BACKLOG)
+    servers = dill.bundle()
+    clients = dill.bundle()
+
+    def ready() -> None:
+        if st.all_ready():
+            dill.chsend(wake1, None)
+
+    def handler(s: int) -> None:
+        try:
+            st.serving += 1
+            ready()
+            for _ in range(CONN_ROUNDS):
+                bsend(s, brecv(s, CONN_MSG))
+            st.served += 1
+        finally:
+            dill.hclose(s)
+            st.handlers_done += 1
+
+    def acceptor() -> None:
+        while True:
+            dill.bundle_go(servers, handler, dill.ipc_accept(ls))
+
+    def client(i: int) -> None:
+        s = dill.ipc_connect(path)
+        try:
+            st.connected += 1
+            ready()
+            try:
+                dill.chrecv(gate1)
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+            msg = msgs[i & 255]
+            for _ in range(CONN_ROUNDS):
+                bsend(s, msg)
+                if brecv(s, CONN_MSG) != msg:
+                    raise AssertionError("connections: wrong echo")
+            st.finished += 1
+        finally:
+            dill.hclose(s)
+
+    acc = dill.go(acceptor)  # waits in ipc_accept
+    rss0 = _rss_bytes()
+    t0 = perf_counter()
+    for start in range(0, n, CONN_BATCH):
+        st.target = min(n, start + CONN_BATCH)
+        for i in range(start, st.target):
+            dill.bundle_go(clients, client, i)
+        dill.chrecv(wake0)
+    rss1 = _rss_bytes()  # all n connected, both ends waiting
+    dill.chdone(gate0)
+    dill.bundle_wait(clients)
+    dill.bundle_wait(servers)
+    elapsed = perf_counter() - t0
+    for h in (acc, clients, servers, ls, wake0, wake1, gate0, gate1):
+        dill.hclose(h)
+    shutil.rmtree(tmp)
+    st.check(n)
+    _check(st.handlers_done == n, f"{st.handlers_done} handlers ended, expected {n}")
+    _greendill_check_clean(before, "connections-ipc")
+    return Measured(elapsed, n, _rss_metrics(rss0, rss1, n))
+
+
+def _gevent_recv_exact(sock: Any, size: int) -> bytes:
+    data: bytes = sock.recv(size)
+    while len(data) < size:
+        more = sock.recv(size - len(data))
+        if not more:
+            raise EOFError("end of stream")
+        data += more
+    return data
+
+
+@bench(
+    "connections-ipc",
+    "gevent",
+    note="gevent.socket AF_UNIX listener; acceptor greenlet: accept(), spawn(handler); clients:"
+    " spawn, connect, Event().wait() barrier, 10 x sendall + recv (exact 16), close;"
+    " handlers: 10 x sendall(recv exact 16), close; joinall (the ratio baseline)",
+)
+def gevent_connections(n: int) -> Measured:
+    import shutil
+    import socket
+
+    import gevent
+    from gevent import socket as gsocket
+    from gevent.event import Event
+
+    n = _fd_room(n)
+    tmp, path = _temp_socket_path()
+    msgs = _conn_messages()
+    st = _ConnState()
+    gate = Event()
+    ls = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(path)
+    ls.listen(CONN_BACKLOG)
+    servers: list[Any] = []
+
+    def ready() -> None:
+        if st.all_ready():
+            st.wake.set()
+
+    def handler(conn: Any) -> None:
+        try:
+            st.serving += 1
+            ready()
+            for _ in range(CONN_ROUNDS):
+                conn.sendall(_gevent_recv_exact(conn, CONN_MSG))
+            st.served += 1
+        finally:
+            conn.close()
+            st.handlers_done += 1
+
+    def acceptor() -> None:
+        while True:
+            conn, _ = ls.accept()
+            servers.append(gevent.spawn(handler, conn))
+
+    def client(i: int) -> None:
+        c = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            c.connect(path)
+            st.connected += 1
+            ready()
+            gate.wait()
+            msg = msgs[i & 255]
+            for _ in range(CONN_ROUNDS):
+                c.sendall(msg)
+                if _gevent_recv_exact(c, CONN_MSG) != msg:
+                    raise AssertionError("connections: wrong echo")
+            st.finished += 1
+        finally:
+            c.close()
+
+    acc = gevent.spawn(acceptor)
+    gevent.sleep(0)  # the acceptor waits in accept
+    clients: list[Any] = []
+    rss0 = _rss_bytes()
+    t0 = perf_counter()
+    for start in range(0, n, CONN_BATCH):
+        st.target = min(n, start + CONN_BATCH)
+        st.wake = Event()
+        clients.extend(gevent.spawn(client, i) for i in range(start, st.target))
+        st.wake.wait()
+    rss1 = _rss_bytes()
+    gate.set()
+    gevent.joinall(clients)
+    gevent.joinall(servers)
+    elapsed = perf_counter() - t0
+    acc.kill()
+    ls.close()
+    shutil.rmtree(tmp)
+    _check(all(g.successful() for g in clients + servers), "connections: a greenlet failed")
+    st.check(n)
+    return Measured(elapsed, n, _rss_metrics(rss0, rss1, n))
+
+
+def _asyncio_connections(n: int, use_uvloop: bool) -> Measured:
+    import asyncio
+    import shutil
+
+    n = _fd_room(n)
+    tmp, path = _temp_socket_path()
+    msgs = _conn_messages()
+
+    async def main() -> Measured:
+        st = _ConnState()
+        gate = asyncio.Event()
+        all_done = asyncio.Event()
+
+        def ready() -> None:
+            if st.all_ready():
+                st.wake.set()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                st.serving += 1
+                ready()
+                for _ in range(CONN_ROUNDS):
+                    writer.write(await reader.readexactly(CONN_MSG))
+                    await writer.drain()
+                st.served += 1
+            finally:
+                writer.close()
+                await writer.wait_closed()
+                st.handlers_done += 1
+                if st.handlers_done == n:
+                    all_done.set()
+
+        async def client(i: int) -> None:
+            reader, writer = await asyncio.open_unix_connection(path)
+            try:
+                st.connected += 1
+                ready()
+                await gate.wait()
+                msg = msgs[i & 255]
+                for _ in range(CONN_ROUNDS):
+                    writer.write(msg)
+                    await writer.drain()
+                    if await reader.readexactly(CONN_MSG) != msg:
+                        raise AssertionError("connections: wrong echo")
+                st.finished += 1
+            finally:
+                writer.close()
+                await writer.wait_closed()
+
+        server = await asyncio.start_unix_server(handler, path, backlog=CONN_BACKLOG)
+        tasks: list[asyncio.Task[None]] = []
+        rss0 = _rss_bytes()
+        t0 = perf_counter()
+        for start in range(0, n, CONN_BATCH):
+            st.target = min(n, start + CONN_BATCH)
+            st.wake = asyncio.Event()
+            tasks.extend(asyncio.create_task(client(i)) for i in range(start, st.target))
+            await st.wake.wait()
+        rss1 = _rss_bytes()
+        gate.set()
+        await asyncio.gather(*tasks)
+        await all_done.wait()
+        elapsed = perf_counter() - t0
+        server.close()
+        await server.wait_closed()
+        st.check(n)
+        return Measured(elapsed, n, _rss_metrics(rss0, rss1, n))
+
+    try:
+        return _run_asyncio(main, use_uvloop)  # type: ignore[arg-type,return-value]
+    finally:
+        shutil.rmtree(tmp)
+
+
+@bench(
+    "connections-ipc",
+    "asyncio",
+    note="asyncio.start_unix_server(handler) + asyncio.open_unix_connection per client task;"
+    " asyncio.Event barrier; streams write+drain / readexactly(16); close + wait_closed",
+)
+def asyncio_connections(n: int) -> Measured:
+    return _asyncio_connections(n, use_uvloop=False)
+
+
+@bench("connections-ipc", "uvloop", requires=("uvloop",), note="the asyncio code on uvloop")
+def uvloop_connections(n: int) -> Measured:
+    return _asyncio_connections(n, use_uvloop=True)
+
+
+async def _trio_recv_exact(stream: Any, size: int) -> bytes:
+    data: bytes = await stream.receive_some(size)
+    while len(data) < size:
+        more = await stream.receive_some(size - len(data))
+        if not more:
+            raise EOFError("end of stream")
+        data += more
+    return data
+
+
+@bench(
+    "connections-ipc",
+    "trio",
+    requires=("trio",),
+    note="trio.socket AF_UNIX listener + SocketListener; acceptor task: accept(),"
+    " start_soon(handler) in the servers' nursery; clients: trio.open_unix_socket, trio.Event"
+    " barrier, send_all + receive_some (exact 16), aclose",
+)
+def trio_connections(n: int) -> Measured:
+    import shutil
+    import socket
+
+    import trio
+    import trio.testing
+
+    n = _fd_room(n)
+    tmp, path = _temp_socket_path()
+    msgs = _conn_messages()
+
+    async def main() -> Measured:
+        st = _ConnState()
+        gate = trio.Event()
+        all_done = trio.Event()
+        ls = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await ls.bind(path)
+        ls.listen(CONN_BACKLOG)
+        listener = trio.SocketListener(ls)
+
+        def ready() -> None:
+            if st.all_ready():
+                st.wake.set()
+
+        async def handler(stream: trio.SocketStream) -> None:
+            try:
+                st.serving += 1
+                ready()
+                for _ in range(CONN_ROUNDS):
+                    await stream.send_all(await _trio_recv_exact(stream, CONN_MSG))
+                st.served += 1
+            finally:
+                await stream.aclose()
+                st.handlers_done += 1
+                if st.handlers_done == n:
+                    all_done.set()
+
+        async def acceptor(nursery: trio.Nursery) -> None:
+            while True:
+                nursery.start_soon(handler, await listener.accept())
+
+        async def client(i: int) -> None:
+            stream = await trio.open_unix_socket(path)
+            try:
+                st.connected += 1
+                ready()
+                await gate.wait()
+                msg = msgs[i & 255]
+                for _ in range(CONN_ROUNDS):
+                    await stream.send_all(msg)
+                    if await _trio_recv_exact(stream, CONN_MSG) != msg:
+                        raise AssertionError("connections: wrong echo")
+                st.finished += 1
+            finally:
+                await stream.aclose()
+
+        async with trio.open_nursery() as servers:
+            servers.start_soon(acceptor, servers)
+            await trio.testing.wait_all_tasks_blocked()  # the acceptor waits in accept
+            rss0 = _rss_bytes()
+            t0 = perf_counter()
+            async with trio.open_nursery() as clients:
+                for start in range(0, n, CONN_BATCH):
+                    st.target = min(n, start + CONN_BATCH)
+                    st.wake = trio.Event()
+                    for i in range(start, st.target):
+                        clients.start_soon(client, i)
+                    await st.wake.wait()
+                rss1 = _rss_bytes()
+                gate.set()
+            await all_done.wait()
+            elapsed = perf_counter() - t0
+            servers.cancel_scope.cancel()
+        await listener.aclose()
+        st.check(n)
+        return Measured(elapsed, n, _rss_metrics(rss0, rss1, n))
+
+    try:
+        return trio.run(main)
+    finally:
+        shutil.rmtree(tmp)
+
+
 # --------------------------------------------------------------------------- child side
 
 
@@ -777,12 +1891,16 @@ def warmup_size(n: int) -> int:
 
 
 def child_main(scenario: str, impl: str, n: int) -> int:
-    """Run one measurement and print the rate (operations per second)."""
+    """Run one measurement; print the rate (operations per second) and metrics as JSON."""
     b = BENCHES[(scenario, impl)]
-    b.body(warmup_size(n))  # first-use costs: lazy imports, the hub, greendill's context
+    sc = SCENARIOS[scenario]
+    # First-use costs: lazy imports, the hub, greendill's context.
+    b.body(sc.warmup if sc.warmup is not None else warmup_size(n))
     gc.collect()  # every implementation starts its timed part with empty GC generations
-    elapsed = b.body(n)
-    print(repr(n / elapsed), flush=True)
+    result = b.body(n)
+    m = result if isinstance(result, Measured) else Measured(result)
+    ops = n if m.ops is None else m.ops
+    print(json.dumps({"rate": ops / m.elapsed, "ops": ops, "metrics": m.metrics}), flush=True)
     return 0
 
 
@@ -792,6 +1910,30 @@ def _version(module: str) -> str | None:
     except ImportError:
         return None
     return str(getattr(mod, "__version__", "?"))
+
+
+def _git_commit(where: Path) -> str | None:
+    """The commit of the git tree `where` is in, "+ changes" if greendill/ differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head} + uncommitted changes" if dirty else head
 
 
 def probe_main() -> int:
@@ -816,6 +1958,7 @@ def probe_main() -> int:
         import greendill
 
         info["greendill_path"] = str(Path(greendill.__file__).parent)
+        info["greendill_commit"] = _git_commit(Path(greendill.__file__).parent)
     print(json.dumps(info))
     return 0
 
@@ -833,10 +1976,17 @@ class Row:
     rates: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    ops: set[int] = field(default_factory=set)  # operations really done per run
+    by_round: dict[int, float] = field(default_factory=dict)  # round -> rate of that run
+    metrics: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.rates) if self.rates else None
+
+    def metric_median(self, name: str) -> float | None:
+        values = self.metrics.get(name)
+        return statistics.median(values) if values else None
 
 
 def child_env() -> dict[str, str]:
@@ -870,57 +2020,133 @@ def fmt_rate(rate: float) -> str:
     return f"{rate:,.0f}"
 
 
-def fmt_per_op(rate: float) -> str:
+def fmt_per_op(rate: float, per: str = "") -> str:
     us = 1e6 / rate
-    return f"{us:.2f} µs" if us < 100 else f"{us:.0f} µs"
+    text = f"{us:.2f} µs" if us < 100 else f"{us:,.0f} µs"
+    return f"{text}/{per}" if per else text
+
+
+def fmt_n(r: Row) -> str:
+    """The N column: the size asked for, and the size really used if a run used less."""
+    sc = SCENARIOS[r.scenario]
+    unit = f" {sc.size_unit}" if sc.size_unit else ""
+    used = sorted(r.ops - {r.n})
+    if used:
+        return f"{r.n:,}{unit} (used {', '.join(f'{u:,}' for u in used)})"
+    return f"{r.n:,}{unit}"
+
+
+def paired_ratio(row: Row, base: Optional[Row]) -> float | None:
+    """The median over rounds of row's rate / the baseline's rate in the same round."""
+    if base is None:
+        return None
+    ratios = [rate / base.by_round[k] for k, rate in row.by_round.items() if k in base.by_round]
+    return statistics.median(ratios) if ratios else None
 
 
 def build_table(rows: list[Row]) -> tuple[list[str], dict[tuple[str, str], float]]:
     """The Markdown result table, and the ratios against the baseline."""
     medians = {(r.scenario, r.impl): r.median for r in rows if r.median is not None}
+    bases = {r.scenario: r for r in rows if r.impl == BASELINE}
     ratios: dict[tuple[str, str], float] = {}
     lines = [
-        "| scenario | implementation | N | median rate | per op | ratio vs gevent | spread"
-        " | runs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | implementation | N | median rate | per op | ratio vs gevent"
+        " | round-paired ratio | spread | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        unit = SCENARIOS[r.scenario].unit
+        sc = SCENARIOS[r.scenario]
         base = medians.get((r.scenario, BASELINE))
         med = r.median
         if r.status == "not installed":
-            cells = ["not installed", "", "", "", "0"]
+            cells = ["not installed", "", "", "", "", "0"]
         elif med is None:
-            cells = [f"error ({len(r.errors)} failed runs)", "", "", "", "0"]
+            cells = [f"error ({len(r.errors)} failed runs)", "", "", "", "", "0"]
         else:
             ratio = ""
             if base:
                 ratios[(r.scenario, r.impl)] = med / base
                 ratio = f"{med / base:.2f}x"
+            paired = paired_ratio(r, bases.get(r.scenario))
             spread = (max(r.rates) - min(r.rates)) / med * 100
             failed = f" ({len(r.errors)} failed)" if r.errors else ""
             cells = [
-                f"{fmt_rate(med)} {unit}",
-                fmt_per_op(med),
+                f"{fmt_rate(med * sc.scale)} {sc.unit}",
+                fmt_per_op(med, sc.per),
                 ratio,
+                f"{paired:.2f}x" if paired is not None else "",
                 f"±{spread / 2:.0f}%",
                 f"{len(r.rates)}{failed}",
             ]
-        lines.append(f"| {r.scenario} | {r.impl} | {r.n:,} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r.scenario} | {r.impl} | {fmt_n(r)} | " + " | ".join(cells) + " |")
+    return lines, ratios
+
+
+def build_metric_tables(rows: list[Row]) -> tuple[list[str], dict[tuple[str, str, str], float]]:
+    """One Markdown table per metric that some run reported (empty if none did)."""
+    lines: list[str] = []
+    ratios: dict[tuple[str, str, str], float] = {}
+    for name, metric in METRICS.items():
+        measured = [r for r in rows if r.metrics.get(name)]
+        if not measured:
+            continue
+        better = "lower" if metric.lower_is_better else "higher"
+        lines += [
+            "",
+            f"{metric.label} ({metric.unit}; {better} is better; ratio = implementation /"
+            f" {BASELINE} in the same invocation):",
+            "",
+            f"| scenario | implementation | median {metric.unit} | ratio vs {BASELINE} | range |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in measured:
+            med = r.metric_median(name)
+            base = next(
+                (
+                    b.metric_median(name)
+                    for b in measured
+                    if (b.scenario, b.impl) == (r.scenario, BASELINE)
+                ),
+                None,
+            )
+            ratio = ""
+            if med is not None and base:
+                ratios[(name, r.scenario, r.impl)] = med / base
+                ratio = f"{med / base:.2f}x"
+            values = r.metrics[name]
+            lines.append(
+                f"| {r.scenario} | {r.impl} | {med:,.0f} | {ratio} |"
+                f" {min(values):,.0f} - {max(values):,.0f} |"
+            )
     return lines, ratios
 
 
 def check_targets(rows: list[Row]) -> list[dict[str, Any]]:
-    medians = {(r.scenario, r.impl): r.median for r in rows}
     status = {(r.scenario, r.impl): r.status for r in rows}
+    by_key = {(r.scenario, r.impl): r for r in rows}
     out = []
     for t in TARGETS:
-        num = medians.get((t.scenario, t.numerator))
-        den = medians.get((t.scenario, t.denominator))
+
+        def value_of(impl: str, t: Target = t) -> float | None:
+            row = by_key.get((t.scenario, impl))
+            if row is None:
+                return None
+            return row.median if t.metric == "rate" else row.metric_median(t.metric)
+
+        num = value_of(t.numerator)
+        den = value_of(t.denominator)
         value: float | None = None
+        paired: float | None = None
+        if t.metric == "rate" and (t.scenario, t.numerator) in by_key:
+            paired = paired_ratio(
+                by_key[(t.scenario, t.numerator)], by_key.get((t.scenario, t.denominator))
+            )
         if num is not None and den:
             value = num / den
-            met = value > t.minimum if t.strict else value >= t.minimum
+            if t.at_most:
+                met = value < t.bound if t.strict else value <= t.bound
+            else:
+                met = value > t.bound if t.strict else value >= t.bound
             verdict = "met" if met else "NOT met"
         elif status.get((t.scenario, t.denominator)) == "not installed":
             verdict = f"not measured ({t.denominator} not installed)"
@@ -928,13 +2154,16 @@ def check_targets(rows: list[Row]) -> list[dict[str, Any]]:
             verdict = "not measured (scenario not run)"
         else:
             verdict = "not measured (a run failed)"
+        what = "" if t.metric == "rate" else f" {t.metric}"
         out.append(
             {
                 "scenario": t.scenario,
                 "target": t.text,
                 "ratio": value,
-                "ratio_of": f"{t.numerator} / {t.denominator}",
-                "minimum": t.minimum,
+                "ratio_of": f"{t.numerator} / {t.denominator}{what}",
+                "paired_ratio": paired,
+                "bound": t.bound,
+                "at_most": t.at_most,
                 "verdict": verdict,
             }
         )
@@ -1050,6 +2279,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     table, ratios = build_table(rows)
+    metric_table, metric_ratios = build_metric_tables(rows)
     targets = check_targets(rows)
     lines = [*header]
     if load_before and load_after:
@@ -1057,9 +2287,12 @@ def main(argv: list[str] | None = None) -> int:
             f"- load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}"
         )
     lines.append(f"- wall time of this invocation: {elapsed:.0f} s")
-    lines += ["", *table, "", "Targets:", "", "| target | measured | verdict |", "|---|---:|---|"]
+    lines += ["", *table, *metric_table]
+    lines += ["", "Targets:", "", "| target | measured | verdict |", "|---|---:|---|"]
     for t in targets:
         measured = f"{t['ratio']:.2f}x ({t['ratio_of']})" if t["ratio"] is not None else "-"
+        if t["paired_ratio"] is not None:
+            measured += f"; round-paired {t['paired_ratio']:.2f}x"
         lines.append(f"| {t['scenario']}: {t['target']} | {measured} | {t['verdict']} |")
     notes = []
     for row in rows:
@@ -1087,6 +2320,21 @@ def main(argv: list[str] | None = None) -> int:
                     "rates": r.rates,
                     "median": r.median,
                     "ratio": ratios.get((r.scenario, r.impl)),
+                    "paired_ratio": paired_ratio(
+                        r,
+                        next(
+                            (b for b in rows if (b.scenario, b.impl) == (r.scenario, BASELINE)),
+                            None,
+                        ),
+                    ),
+                    "rates_by_round": r.by_round,
+                    "rate_scale": SCENARIOS[r.scenario].scale,
+                    "ops": sorted(r.ops),
+                    "metrics": r.metrics,
+                    "metric_medians": {m: r.metric_median(m) for m in r.metrics},
+                    "metric_ratios": {
+                        m: metric_ratios.get((m, r.scenario, r.impl)) for m in r.metrics
+                    },
                     "errors": r.errors,
                     "warnings": sorted(set(r.warnings)),
                 }
@@ -1107,7 +2355,8 @@ def environment_lines(info: dict[str, Any], repeat: int, quick: bool) -> list[st
         "",
         f"- Python {info['python']} ({info['implementation']}), {info['platform']}",
         f"- gevent {info['gevent']} ({info.get('gevent_loop', '?')}), greenlet {info['greenlet']}",
-        f"- greendill {info['greendill']} from {info.get('greendill_path', '?')}",
+        f"- greendill {info['greendill']} from {info.get('greendill_path', '?')}"
+        + (f" (git {info['greendill_commit']})" if info.get("greendill_commit") else ""),
         f"- uvloop {opt('uvloop')}, trio {opt('trio')}",
         f"- CPUs: {info['cpu_count']} (usable by this process: {info['cpu_affinity']})",
         f"- median of {repeat} run{'s' if repeat != 1 else ''}, each in a fresh process,"
@@ -1118,6 +2367,7 @@ def environment_lines(info: dict[str, Any], repeat: int, quick: bool) -> list[st
 
 def run_one(row: Row, env: dict[str, str], timeout: float, r: int, repeat: int) -> None:
     tag = f"[{r + 1}/{repeat}] {row.scenario} {row.impl}"
+    started = time.monotonic()
     try:
         out, err, rc = run_child(["--child", row.scenario, row.impl, str(row.n)], env, timeout)
     except subprocess.TimeoutExpired:
@@ -1128,10 +2378,12 @@ def run_one(row: Row, env: dict[str, str], timeout: float, r: int, repeat: int) 
         if line.startswith("WARNING: "):
             row.warnings.append(line[len("WARNING: ") :])
     rate: float | None = None
+    result: dict[str, Any] = {}
     if rc == 0:
         try:
-            rate = float(out.split()[-1])
-        except (IndexError, ValueError):
+            result = json.loads(out.strip().splitlines()[-1])
+            rate = float(result["rate"])
+        except (IndexError, ValueError, KeyError, TypeError):
             rate = None
     if rate is None:
         last = "; ".join(err.strip().splitlines()[-3:]) or out.strip() or "no output"
@@ -1142,7 +2394,19 @@ def run_one(row: Row, env: dict[str, str], timeout: float, r: int, repeat: int) 
         # e.g. a traceback printed by gevent's hub for a coroutine that failed
         row.warnings.append("unexpected stderr: " + "; ".join(err.strip().splitlines()[-2:]))
     row.rates.append(rate)
-    print(f"{tag}: {fmt_rate(rate)} {row.unit}", file=sys.stderr, flush=True)
+    row.by_round[r] = rate
+    row.ops.add(int(result.get("ops", row.n)))
+    extra = ""
+    for name, value in (result.get("metrics") or {}).items():
+        row.metrics.setdefault(name, []).append(float(value))
+        extra += f", {name} {value:,.0f}"
+    scale = SCENARIOS[row.scenario].scale
+    took = time.monotonic() - started
+    print(
+        f"{tag}: {fmt_rate(rate * scale)} {row.unit}{extra} (child: {took:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
