@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import random
 import resource
 import select
 import shutil
@@ -42,6 +41,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from helpers import (
+    assert_canceled,
+    close_results,
+    finish,
+    in_canceled_coroutine,
+    raises_errno,
+    randbytes,
+    recv_exactly,
+    sha,
+    spawn,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,84 +69,6 @@ TEST_NET6 = "2001:db8::1"
 
 
 # Helpers ----------------------------------------------------------------------
-
-
-@contextmanager
-def raises_errno(code: int) -> Iterator[Any]:
-    """Expect an OSError with errno code (greendill's only way to fail)."""
-    with pytest.raises(OSError) as info:
-        yield info
-    assert info.value.errno == code, f"{info.value!r}: expected {errno.errorcode[code]}"
-
-
-def spawn(fn: Callable[..., Any], *args: Any) -> tuple[int, list[Any]]:
-    """Run fn(*args) in a coroutine; its result or OSError lands in the list."""
-    out: list[Any] = []
-
-    def body() -> None:
-        try:
-            out.append(fn(*args))
-        except Exception as exc:  # the test asserts which one
-            out.append(exc)
-
-    return dill.go(body), out
-
-
-def finish(h: int) -> None:
-    """Wait for the coroutine(s) of bundle h to end, then close it."""
-    dill.bundle_wait(h, dill.now() + SAFETY_MS)
-    dill.hclose(h)
-
-
-def close_results(result: Any) -> None:
-    """Close whatever handles a call that should have failed returned."""
-    if isinstance(result, int):
-        dill.hclose(result)
-    elif isinstance(result, tuple):
-        for h in result:
-            dill.hclose(h)
-
-
-def in_canceled_coroutine(fn: Callable[[], Any]) -> Any:
-    """Call fn in a coroutine that was canceled already; return its result or OSError."""
-    out: list[Any] = []
-
-    def body() -> None:
-        with suppress(dill.Canceled):
-            dill.msleep(-1)
-        try:
-            out.append(fn())
-        except OSError as exc:
-            out.append(exc)
-
-    h = dill.go(body)
-    dill.hclose(h)
-    assert len(out) == 1
-    return out[0]
-
-
-def assert_canceled(result: Any) -> None:
-    close_results(result)
-    assert isinstance(result, dill.Canceled), f"expected ECANCELED, got {result!r}"
-    assert result.errno == errno.ECANCELED
-
-
-def sha(data: Any) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def randbytes(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"end of stream after {len(data)} of {n} bytes")
-        data += chunk
-    return data
 
 
 def open_fds() -> dict[int, str]:
