@@ -190,8 +190,11 @@ def _make_ready(c: Context, g: greenlet, value: object) -> None:
 
 
 def drain(c: Context) -> None:
-    # Runs in the hub. Serves as many greenlets as were ready when it began,
-    # so that greenlets readying each other cannot keep the hub from polling.
+    """Serve the ready queue from the hub (the callback scheduled when it fills).
+
+    It serves as many greenlets as were ready when it began, so that
+    greenlets readying each other cannot keep the hub from polling.
+    """
     c.drain_pending = False
     ready = c.ready
     for _ in range(len(ready)):

@@ -600,7 +600,7 @@ def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
 
 
 def send_error(exc: BaseException, function: str) -> BaseException:
-    # A broken pipe on send means the peer is gone: libdill says ECONNRESET.
+    """Translate a failed send: the peer gone (EPIPE, ENOTCONN) is libdill's ECONNRESET."""
     if isinstance(exc, OSError) and not isinstance(exc, BlockingIOError):
         code = exc.errno
         if code in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
@@ -609,6 +609,7 @@ def send_error(exc: BaseException, function: str) -> BaseException:
 
 
 def recv_error(exc: BaseException, function: str) -> BaseException:
+    """Translate a failed receive: end of stream is EPIPE, a reset ECONNRESET."""
     if isinstance(exc, _EndOfStream):
         return error(errno.EPIPE, function)
     # (No EPIPE here: receiving never gets it from the kernel, and

@@ -14,6 +14,7 @@ from ._leaks import check_no_leaks, snapshot
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the greendill_leaks_ok marker, and make the hub before any test."""
     config.addinivalue_line(
         "markers", "greendill_leaks_ok: the test may leave greendill handles or fds open"
     )
