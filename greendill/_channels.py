@@ -35,6 +35,7 @@ from ._scheduler import (
     Waiter,
     block,
     cannot_block,
+    check_can_block,
     context,
     drain,
     leave,
@@ -201,8 +202,7 @@ def chmake_mem(mem: chstorage) -> tuple[int, int]:
 
 def _chmake(mem: chstorage, function: str) -> tuple[int, int]:
     c = context()
-    if cannot_block(c, getcurrent()):
-        raise error(errno.ECANCELED, function)
+    check_can_block(c, function)
     mem.open_ends = 2
     return new_handle(c, mem.ends[0]), new_handle(c, mem.ends[1])
 

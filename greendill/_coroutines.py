@@ -32,6 +32,7 @@ from ._scheduler import (
     block,
     cancel,
     cannot_block,
+    check_can_block,
     context,
     give_way,
     interrupt,
@@ -145,11 +146,6 @@ class go_storage(bundle_storage):
         self.coroutine_running = False
 
 
-def _check_can_start(c: Context, function: str) -> None:
-    if cannot_block(c, getcurrent()):
-        raise error(errno.ECANCELED, function)
-
-
 def _bundle_of(c: Context, b: int, function: str) -> bundle_storage:
     obj = lookup(c, b, function)
     if not isinstance(obj, bundle_storage):
@@ -192,15 +188,14 @@ def go(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         c = thread_local.context
     except AttributeError:
         c = context()
-    if c.nonblocking:
-        _check_can_start(c, "go")
+    if c.nonblocking:  # saves the call on every go while nothing is canceled
+        check_can_block(c, "go")
     _check_callable(fn, "go")
     return _go(c, bundle_storage(), fn, args, kwargs)
 
 
 def _go(c: Context, mem: bundle_storage, fn: Callable[..., Any], args: Any, kwargs: Any) -> int:
-    mem.is_open = True
-    h = new_handle(c, mem)
+    h = _open_bundle(c, mem)
     try:
         launch(c, mem, fn, args, kwargs)
     except BaseException:
@@ -228,7 +223,7 @@ def go_mem(mem: go_storage, fn: Callable[..., Any], *args: Any, **kwargs: Any) -
     if mem.is_open or mem.coroutine_running:
         raise error(errno.EBUSY, "go_mem")
     c = context()
-    _check_can_start(c, "go_mem")
+    check_can_block(c, "go_mem")
     _check_callable(fn, "go_mem")
     return _go(c, mem, fn, args, kwargs)
 
@@ -251,7 +246,7 @@ def bundle() -> int:
         EMFILE, ENFILE, ENOMEM: never raised (Python raises MemoryError).
     """
     c = context()
-    _check_can_start(c, "bundle")
+    check_can_block(c, "bundle")
     return _open_bundle(c, bundle_storage())
 
 
@@ -271,7 +266,7 @@ def bundle_mem(mem: bundle_storage) -> int:
     if mem.is_open or (isinstance(mem, go_storage) and mem.coroutine_running):
         raise error(errno.EBUSY, "bundle_mem")
     c = context()
-    _check_can_start(c, "bundle_mem")
+    check_can_block(c, "bundle_mem")
     return _open_bundle(c, mem)
 
 
@@ -292,7 +287,7 @@ def bundle_go(b: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None
         ENOTSUP: b is not a bundle.
     """
     c = context()
-    _check_can_start(c, "bundle_go")
+    check_can_block(c, "bundle_go")
     obj = _bundle_of(c, b, "bundle_go")
     _check_callable(fn, "bundle_go")
     launch(c, obj, fn, args, kwargs)
@@ -318,7 +313,7 @@ def bundle_go_mem(
     """
     mem = _check_storage(mem, go_storage, "bundle_go_mem")
     c = context()
-    _check_can_start(c, "bundle_go_mem")
+    check_can_block(c, "bundle_go_mem")
     obj = _bundle_of(c, b, "bundle_go_mem")
     if mem.is_open or mem.coroutine_running:
         raise error(errno.EBUSY, "bundle_go_mem")

@@ -20,7 +20,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 from greenlet import getcurrent
 
 from ._errors import error
-from ._scheduler import Context, cannot_block, context, thread_local
+from ._scheduler import Context, check_can_block, context, thread_local
 
 __all__ = ["hclose", "hmake", "hown", "hquery", "hvfs"]
 
@@ -99,8 +99,7 @@ def hmake(obj: hvfs) -> int:
     ):
         raise error(errno.EINVAL, "hmake")
     c = context()
-    if cannot_block(c, getcurrent()):
-        raise error(errno.ECANCELED, "hmake")
+    check_can_block(c, "hmake")
     return new_handle(c, obj)
 
 

@@ -31,6 +31,7 @@ from ._scheduler import (
     CANCEL,
     Context,
     block,
+    check_can_block,
     context,
     waiter_for,
 )
@@ -38,10 +39,9 @@ from ._stream import (
     StreamSocket,
     Watched,
     accept_fd,
-    adopt_fd,
-    check_can_block,
     check_storage,
     close_stream,
+    handle_from_fd,
     recv_error,
     register_fast_bsock,
     send_error,
@@ -424,7 +424,7 @@ def ipc_fromfd(fd: int) -> int:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    return _fromfd(fd, ipc_storage(), "ipc_fromfd")
+    return handle_from_fd(fd, ipc_storage(), _FAMILIES, "ipc_fromfd")
 
 
 def ipc_fromfd_mem(fd: int, mem: ipc_storage) -> int:
@@ -440,14 +440,9 @@ def ipc_fromfd_mem(fd: int, mem: ipc_storage) -> int:
         EINVAL: mem is None, or fd is not a connected UNIX stream socket.
         ENOMEM: never raised.
     """
-    return _fromfd(fd, check_storage(mem, ipc_storage, "ipc_fromfd_mem"), "ipc_fromfd_mem")
-
-
-def _fromfd(fd: int, mem: ipc_storage, function: str) -> int:
-    c = context()
-    check_can_block(c, function)
-    mem.open(c, adopt_fd(fd, _FAMILIES, False, function))
-    return new_handle(c, mem)
+    return handle_from_fd(
+        fd, check_storage(mem, ipc_storage, "ipc_fromfd_mem"), _FAMILIES, "ipc_fromfd_mem"
+    )
 
 
 def ipc_listener_fromfd(fd: int) -> int:
@@ -466,7 +461,7 @@ def ipc_listener_fromfd(fd: int) -> int:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    return _listener_fromfd(fd, ipc_listener_storage(), "ipc_listener_fromfd")
+    return handle_from_fd(fd, ipc_listener_storage(), _FAMILIES, "ipc_listener_fromfd")
 
 
 def ipc_listener_fromfd_mem(fd: int, mem: ipc_listener_storage) -> int:
@@ -483,14 +478,7 @@ def ipc_listener_fromfd_mem(fd: int, mem: ipc_listener_storage) -> int:
         ENOMEM: never raised.
     """
     mem = check_storage(mem, ipc_listener_storage, "ipc_listener_fromfd_mem")
-    return _listener_fromfd(fd, mem, "ipc_listener_fromfd_mem")
-
-
-def _listener_fromfd(fd: int, mem: ipc_listener_storage, function: str) -> int:
-    c = context()
-    check_can_block(c, function)
-    mem.adopt(c, adopt_fd(fd, _FAMILIES, True, function))
-    return new_handle(c, mem)
+    return handle_from_fd(fd, mem, _FAMILIES, "ipc_listener_fromfd_mem")
 
 
 # Half-close, orderly close, passing fds ------------------------------------------------

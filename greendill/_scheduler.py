@@ -54,6 +54,7 @@ __all__ = [
     "block",
     "cancel",
     "cannot_block",
+    "check_can_block",
     "context",
     "drain",
     "give_way",
@@ -391,7 +392,7 @@ def launch(
         # switches reaches the hub.
         co.switch(fn, args, kwargs)
         return co
-    # _queue_and_switch, written out: this is every go's path.
+    # give_way's queueing, with a switch to the child instead of suspend.
     c.ready.append((cur, None))
     if not c.drain_pending:
         c.drain_pending = True
@@ -414,24 +415,18 @@ def launch(
     return co
 
 
-def give_way(c: Context, cur: greenlet) -> None:
+def give_way(c: Context, cur: Any) -> None:
     """Put cur at the tail of the ready queue and run the others first (libdill's yield)."""
     if cur is c.hub:
         raise BlockingSwitchOutError(
             "greendill cannot yield inside the hub (an event loop callback)"
         )
-    _queue_and_switch(c, cur, suspend, (c,))
-
-
-def _queue_and_switch(
-    c: Context, cur: Any, switch: Callable[..., Any], args: tuple[Any, ...]
-) -> None:
     _make_ready(c, cur, None)
     is_coroutine = cur.__class__ is Coroutine
     if is_coroutine:
         cur.waiter = QUEUED
     try:
-        switch(*args)
+        suspend(c)
     except BaseException:
         _unready(c, cur)
         raise
@@ -481,6 +476,12 @@ def cancel(c: Context, co: Coroutine) -> None:
     if not co.canceled and not co.dead:
         co.canceled = True
         c.nonblocking += 1
+
+
+def check_can_block(c: Context, function: str) -> None:
+    """Raise ECANCELED if the calling greenlet may not block (calls that check first)."""
+    if c.nonblocking and cannot_block(c, getcurrent()):
+        raise error(errno.ECANCELED, function)
 
 
 def cannot_block(c: Context, g: greenlet) -> bool:

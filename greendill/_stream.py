@@ -43,7 +43,7 @@ from greenlet import getcurrent
 
 from ._errors import error
 from ._fd import ready_now
-from ._handles import hclose, lookup, release
+from ._handles import hclose, lookup, new_handle, release
 from ._iface import RecvItem, bsock_type, bsock_vfs, fast_bsocks
 from ._scheduler import (
     CANCEL,
@@ -53,6 +53,7 @@ from ._scheduler import (
     Waiter,
     block,
     cannot_block,
+    check_can_block,
     context,
     thread_local,
     wake,
@@ -64,10 +65,10 @@ __all__ = [
     "Watched",
     "accept_fd",
     "adopt_fd",
-    "check_can_block",
     "check_storage",
     "close_in_order",
     "close_stream",
+    "handle_from_fd",
     "recv_error",
     "register_fast_bsock",
     "send_error",
@@ -639,12 +640,6 @@ def check_storage(mem: Any, cls: type[Any], function: str) -> Any:
     return mem
 
 
-def check_can_block(c: Context, function: str) -> None:
-    """Raise ECANCELED in a canceled coroutine (calls that check first)."""
-    if c.nonblocking and cannot_block(c, getcurrent()):
-        raise error(errno.ECANCELED, function)
-
-
 def syscall_error(exc: OSError, function: str, address: Any = None) -> OSError:
     """The OSError of a failed system call, as greendill raises it."""
     return error(exc.errno or errno.EIO, function, None if address is None else _name(address))
@@ -708,6 +703,22 @@ def adopt_fd(fd: int, families: tuple[int, ...], listening: bool, function: str)
         raise
     os.close(fd)
     return probe
+
+
+def handle_from_fd(fd: int, mem: Watched, families: tuple[int, ...], function: str) -> int:
+    """tcp_fromfd, ipc_listener_fromfd, ...: adopt fd (see adopt_fd) into mem, make its handle.
+
+    A listener storage takes a listening socket, a connection storage a connected one.
+    """
+    c = context()
+    check_can_block(c, function)
+    listening = not isinstance(mem, StreamSocket)
+    sock = adopt_fd(fd, families, listening, function)
+    if listening:
+        mem.adopt(c, sock)
+    else:
+        mem.open(c, sock)  # type: ignore[attr-defined]
+    return new_handle(c, mem)
 
 
 def close_stream(

@@ -22,15 +22,14 @@ from typing import Any, Optional
 from ._errors import error
 from ._handles import lookup, new_handle
 from ._ipaddr import ipaddr
-from ._scheduler import Context, context
+from ._scheduler import Context, check_can_block, context
 from ._stream import (
     StreamSocket,
     Watched,
     accept_fd,
-    adopt_fd,
-    check_can_block,
     check_storage,
     close_stream,
+    handle_from_fd,
     register_fast_bsock,
     syscall_error,
 )
@@ -314,7 +313,7 @@ def tcp_fromfd(fd: int) -> int:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    return _fromfd(fd, tcp_storage(), "tcp_fromfd")
+    return handle_from_fd(fd, tcp_storage(), _FAMILIES, "tcp_fromfd")
 
 
 def tcp_fromfd_mem(fd: int, mem: tcp_storage) -> int:
@@ -330,14 +329,9 @@ def tcp_fromfd_mem(fd: int, mem: tcp_storage) -> int:
         EINVAL: mem is None, or fd is not a connected TCP socket.
         ENOMEM: never raised.
     """
-    return _fromfd(fd, check_storage(mem, tcp_storage, "tcp_fromfd_mem"), "tcp_fromfd_mem")
-
-
-def _fromfd(fd: int, mem: tcp_storage, function: str) -> int:
-    c = context()
-    check_can_block(c, function)
-    mem.open(c, adopt_fd(fd, _FAMILIES, False, function))
-    return new_handle(c, mem)
+    return handle_from_fd(
+        fd, check_storage(mem, tcp_storage, "tcp_fromfd_mem"), _FAMILIES, "tcp_fromfd_mem"
+    )
 
 
 def tcp_listener_fromfd(fd: int) -> int:
@@ -356,7 +350,7 @@ def tcp_listener_fromfd(fd: int) -> int:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    return _listener_fromfd(fd, tcp_listener_storage(), "tcp_listener_fromfd")
+    return handle_from_fd(fd, tcp_listener_storage(), _FAMILIES, "tcp_listener_fromfd")
 
 
 def tcp_listener_fromfd_mem(fd: int, mem: tcp_listener_storage) -> int:
@@ -373,14 +367,7 @@ def tcp_listener_fromfd_mem(fd: int, mem: tcp_listener_storage) -> int:
         ENOMEM: never raised.
     """
     mem = check_storage(mem, tcp_listener_storage, "tcp_listener_fromfd_mem")
-    return _listener_fromfd(fd, mem, "tcp_listener_fromfd_mem")
-
-
-def _listener_fromfd(fd: int, mem: tcp_listener_storage, function: str) -> int:
-    c = context()
-    check_can_block(c, function)
-    mem.adopt(c, adopt_fd(fd, _FAMILIES, True, function))
-    return new_handle(c, mem)
+    return handle_from_fd(fd, mem, _FAMILIES, "tcp_listener_fromfd_mem")
 
 
 # Half-close and orderly close ------------------------------------------------------

@@ -64,8 +64,8 @@ from ._errors import error
 from ._handles import lookup, new_handle
 from ._iface import RecvItem, msock_type, msock_vfs
 from ._ipaddr import ipaddr
-from ._scheduler import Context, context, thread_local
-from ._stream import Watched, check_can_block, check_storage, syscall_error
+from ._scheduler import Context, check_can_block, context, thread_local
+from ._stream import Watched, check_storage, syscall_error
 
 __all__ = [
     "udp_open",
