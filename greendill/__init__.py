@@ -87,6 +87,16 @@ from ._ipc import ipc_pair_storage as ipc_pair_storage
 from ._ipc import ipc_recvfd as ipc_recvfd
 from ._ipc import ipc_sendfd as ipc_sendfd
 from ._ipc import ipc_storage as ipc_storage
+from ._prefix import PREFIX_BIG_ENDIAN as PREFIX_BIG_ENDIAN
+from ._prefix import PREFIX_LITTLE_ENDIAN as PREFIX_LITTLE_ENDIAN
+from ._prefix import prefix_attach as prefix_attach
+from ._prefix import prefix_attach_mem as prefix_attach_mem
+from ._prefix import prefix_detach as prefix_detach
+from ._prefix import prefix_storage as prefix_storage
+from ._suffix import suffix_attach as suffix_attach
+from ._suffix import suffix_attach_mem as suffix_attach_mem
+from ._suffix import suffix_detach as suffix_detach
+from ._suffix import suffix_storage as suffix_storage
 from ._tcp import tcp_accept as tcp_accept
 from ._tcp import tcp_accept_mem as tcp_accept_mem
 from ._tcp import tcp_close as tcp_close
@@ -101,6 +111,11 @@ from ._tcp import tcp_listener_fromfd as tcp_listener_fromfd
 from ._tcp import tcp_listener_fromfd_mem as tcp_listener_fromfd_mem
 from ._tcp import tcp_listener_storage as tcp_listener_storage
 from ._tcp import tcp_storage as tcp_storage
+from ._term import term_attach as term_attach
+from ._term import term_attach_mem as term_attach_mem
+from ._term import term_detach as term_detach
+from ._term import term_done as term_done
+from ._term import term_storage as term_storage
 from ._time import msleep as msleep
 from ._time import now as now
 from ._udp import udp_open as udp_open
@@ -122,6 +137,8 @@ __all__ = [
     "IPADDR_MAXSTRLEN",
     "IPADDR_PREF_IPV4",
     "IPADDR_PREF_IPV6",
+    "PREFIX_BIG_ENDIAN",
+    "PREFIX_LITTLE_ENDIAN",
     "Canceled",
     "brecv",
     "brecv_into",
@@ -194,6 +211,14 @@ __all__ = [
     "msock_type",
     "msock_vfs",
     "now",
+    "prefix_attach",
+    "prefix_attach_mem",
+    "prefix_detach",
+    "prefix_storage",
+    "suffix_attach",
+    "suffix_attach_mem",
+    "suffix_detach",
+    "suffix_storage",
     "tcp_accept",
     "tcp_accept_mem",
     "tcp_close",
@@ -208,6 +233,11 @@ __all__ = [
     "tcp_listener_fromfd_mem",
     "tcp_listener_storage",
     "tcp_storage",
+    "term_attach",
+    "term_attach_mem",
+    "term_detach",
+    "term_done",
+    "term_storage",
     "udp_open",
     "udp_open_mem",
     "udp_recv",

@@ -15,6 +15,7 @@ object, as libdill's free list does.
 from __future__ import annotations
 
 import errno
+from contextlib import suppress
 from typing import Any, Optional, Protocol, runtime_checkable
 
 from greenlet import getcurrent
@@ -198,3 +199,45 @@ def hown(h: int) -> int:
 def open_handles(c: Optional[Context] = None) -> int:
     """The number of open handles in the calling thread (for leak checks)."""
     return len((c or context()).handles)
+
+
+def check_storage(mem: Any, cls: type[Any], function: str) -> Any:
+    """Check a _mem call's storage (an object with is_open): EINVAL for None, EBUSY while in use."""
+    if mem is None:
+        raise error(errno.EINVAL, function)
+    if not isinstance(mem, cls):
+        raise TypeError(f"{function}: mem is a {cls.__name__}(), not {type(mem).__name__}")
+    if mem.is_open:
+        raise error(errno.EBUSY, function)
+    return mem
+
+
+# What protocol layers' attach and detach share. -----------------------------
+
+
+def close_quietly(s: int) -> None:
+    """Close handle s if it is one: an attach that fails owns and closes its socket."""
+    with suppress(OSError, TypeError):
+        hclose(s)
+
+
+def query_below(u: int, type: object, function: str) -> Any:
+    """The interface type of the socket u that a layer is attached to; EPROTO if it has none.
+
+    u is closed if this fails.
+    """
+    try:
+        return hquery(u, type)
+    except BaseException as exc:
+        close_quietly(u)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOTSUP:
+            raise error(errno.EPROTO, function) from None
+        raise
+
+
+def layer_object(c: Any, s: int, type: object, function: str) -> Any:
+    """The object of layer handle s; EBADF if s is none, ENOTSUP if it is not of that layer."""
+    obj = lookup(c, s, function).query(type)
+    if obj is None:
+        raise error(errno.ENOTSUP, function)
+    return obj

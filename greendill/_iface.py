@@ -15,6 +15,13 @@ the base class, and a fast implementation overrides them too. An iolist is a
 list of buffers: bytes-like objects to send; writable buffers to receive
 into, or an int to receive and drop that many bytes.
 
+Two more byte-stream methods serve layers that frame messages on a byte
+stream (prefix, suffix, a user's): brecv_some returns whatever has arrived,
+so that a layer can read ahead of a message boundary; bunrecv takes back
+what a layer read ahead and did not use, so that detaching the layer loses
+no byte. bunrecv is optional: a layer reads ahead only when the stream below
+has it, and otherwise asks for exactly the bytes it knows it needs.
+
 Which errno each failure gets is the implementation's: the generic calls add
 only EBADF (no such handle), ENOTSUP (no such interface) and EINVAL (an
 empty iolist).
@@ -46,6 +53,7 @@ __all__ = [
     "msendl",
     "msock_type",
     "msock_vfs",
+    "recv_items",
 ]
 
 #: The type id of the byte-stream interface, for hquery.
@@ -89,12 +97,34 @@ class bsock_vfs:
         self.brecv_into(buffer, deadline)
         return bytes(buffer)
 
+    def brecv_some(self, buffer: Any, deadline: int) -> int:
+        """Receive at least one byte (none for an empty buffer), at most len(buffer).
+
+        Returns how many bytes it put at the start of buffer. It fails as
+        brecv does: EPIPE at the end of the stream. This default receives
+        exactly one byte, which is right on any byte stream; a stream that
+        can do better overrides it.
+        """
+        view = memoryview(buffer).cast("B")
+        if not view.nbytes:
+            return 0
+        self.brecv_into(view[:1], deadline)
+        return 1
+
+    # def bunrecv(self, data: bytes) -> None: optional (see the module's
+    # docstring): put data back in front of the receiving side, so that the
+    # next receive returns it first, before anything else. A class that
+    # defines it promises that brecv_some may be asked for more than the
+    # caller needs.
+
 
 class msock_vfs:
     """The message interface (libdill's struct msock_vfs).
 
-    Subclass it and implement msendl and mrecvl; msend and mrecv_into come
-    with it, built on those, and a fast implementation overrides them too.
+    Subclass it and implement msendl and mrecvl; msend, mrecv_into and mrecv
+    come with it, built on those, and a fast implementation overrides them too.
+    In mrecvl's list, an int stands for that many bytes of room whose
+    bytes are dropped.
     """
 
     __slots__ = ()
@@ -118,6 +148,13 @@ class msock_vfs:
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         """Receive one message into buffer and return its size."""
         return self.mrecvl((buffer,), deadline)
+
+    def mrecv(self, maxlen: int, deadline: int) -> bytes:
+        """Receive one message of at most maxlen bytes and return it."""
+        buffer = bytearray(maxlen)
+        size = self.mrecv_into(buffer, deadline)
+        del buffer[size:]
+        return bytes(buffer)
 
 
 #: Classes whose query(bsock_type) is the object itself (greendill's own
@@ -155,6 +192,26 @@ def _interface(s: int, type: object, function: str) -> Any:
 def _check_iolist(buffers: Any, function: str) -> None:
     if buffers is None or len(buffers) == 0:
         raise error(errno.EINVAL, function)
+
+
+def recv_items(buffers: Sequence[RecvItem], function: str) -> list[Any]:
+    """A receiving iolist checked: flat byte views of the buffers, and the ints.
+
+    For implementations of brecvl and mrecvl. EINVAL for a read-only
+    buffer or a negative int.
+    """
+    items: list[Any] = []
+    for item in buffers:
+        if isinstance(item, int):
+            if item < 0:
+                raise error(errno.EINVAL, function)
+            items.append(item)
+        else:
+            view = memoryview(item)
+            if view.readonly:
+                raise error(errno.EINVAL, function)
+            items.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
+    return items
 
 
 def bsend(s: int, data: Any, deadline: int = -1) -> None:
@@ -343,10 +400,8 @@ def mrecv(s: int, maxlen: int, deadline: int = -1) -> bytes:
     """
     if maxlen < 0:
         raise error(errno.EINVAL, "mrecv")
-    buffer = bytearray(maxlen)
-    size = _interface(s, msock_type, "mrecv").mrecv_into(buffer, deadline)
-    del buffer[size:]
-    return bytes(buffer)
+    data = _interface(s, msock_type, "mrecv").mrecv(maxlen, deadline)
+    return data if data.__class__ is bytes else bytes(data)
 
 
 def mrecv_into(s: int, buffer: Any, deadline: int = -1) -> int:

@@ -43,7 +43,7 @@ from greenlet import getcurrent
 
 from ._errors import error
 from ._fd import ready_now
-from ._handles import hclose, lookup, new_handle, release
+from ._handles import check_storage, hclose, lookup, new_handle, release
 from ._iface import RecvItem, bsock_type, bsock_vfs, fast_bsocks
 from ._scheduler import (
     CANCEL,
@@ -280,7 +280,7 @@ def _timer_fired(c: Context, owner: Watched, reading: bool) -> None:
 class StreamSocket(Watched, bsock_vfs):
     """A connected stream socket: the byte-stream object of TCP and IPC connections."""
 
-    __slots__ = ("indone", "inerr", "outdone", "outerr", "rbusy", "sbusy", "scratch")
+    __slots__ = ("indone", "inerr", "outdone", "outerr", "pending", "rbusy", "sbusy", "scratch")
 
     #: The type id a subclass answers besides bsock_type (tcp_type, ipc_type).
     type_id: object = None
@@ -295,6 +295,9 @@ class StreamSocket(Watched, bsock_vfs):
     def reset_state(self) -> None:
         self.inerr = self.indone = self.outerr = self.outdone = False
         self.rbusy = self.sbusy = False
+        # Bytes a layer above read ahead and gave back (bunrecv): every
+        # receive takes them first.
+        self.pending: Optional[bytes] = None
 
     def open(self, c: Context, sock: _socket) -> None:
         """Start being the connection over sock."""
@@ -389,15 +392,23 @@ class StreamSocket(Watched, bsock_vfs):
     def _begin_recv(self, function: str) -> None:
         if self.rbusy:
             raise error(errno.EBUSY, function)
+        if self.pending:
+            return  # given back before the end of stream or an error: still to be read
         if self.indone:
             raise error(errno.EPIPE, function)
         if self.inerr:
             raise error(errno.ECONNRESET, function)
 
     def brecv_into(self, buffer: Any, deadline: int) -> None:
-        if self.rbusy or self.indone or self.inerr:
+        if self.rbusy or self.indone or self.inerr or self.pending:
             self._begin_recv("brecv")
         view = _writable(buffer, "brecv")
+        if self.pending:
+            view = view[self._take_pending(view) :]
+            if not view:
+                return
+            if self.indone or self.inerr:
+                self._begin_recv("brecv")
         self.rbusy = True
         generation = self.generation
         try:
@@ -417,7 +428,7 @@ class StreamSocket(Watched, bsock_vfs):
     def brecv(self, size: int, deadline: int) -> bytes:
         # recv(size) returns the bytes themselves: no buffer, no copy. (Only
         # up to _SKIP_CHUNK: recv(n) allocates n bytes on every call.)
-        if size > _SKIP_CHUNK:
+        if size > _SKIP_CHUNK or self.pending:
             return bsock_vfs.brecv(self, size, deadline)
         if self.rbusy or self.indone or self.inerr:
             self._begin_recv("brecv")
@@ -486,6 +497,10 @@ class StreamSocket(Watched, bsock_vfs):
                 views.append(item)
             else:
                 views.append(_writable(item, "brecvl"))
+        if self.pending:
+            views = self._fill_from_pending(views)
+            if views and (self.indone or self.inerr):
+                self._begin_recv("brecvl")
         self.rbusy = True
         generation = self.generation
         try:
@@ -500,6 +515,63 @@ class StreamSocket(Watched, bsock_vfs):
         finally:
             if self.generation == generation:
                 self.rbusy = False
+
+    def brecv_some(self, buffer: Any, deadline: int) -> int:
+        self._begin_recv("brecv_some")
+        view = _writable(buffer, "brecv_some")
+        if not view.nbytes:
+            return 0
+        if self.pending:
+            return self._take_pending(view)
+        self.rbusy = True
+        generation = self.generation
+        try:
+            while True:
+                try:
+                    got = self.sock.recv_into(view)
+                except BlockingIOError:
+                    self._wait(self.rwatcher, True, deadline, "brecv_some")
+                    continue
+                if not got:
+                    raise _EndOfStream()
+                return int(got)
+        except BaseException as exc:
+            self._recv_failed(exc, generation)
+            raise recv_error(exc, "brecv_some") from None
+        finally:
+            if self.generation == generation:
+                self.rbusy = False
+
+    def bunrecv(self, data: Any) -> None:
+        """Put data back in front of the receiving side (see _iface)."""
+        if len(data):
+            self.pending = bytes(data) + (self.pending or b"")
+
+    def _take_pending(self, view: memoryview) -> int:
+        # Move what fits of the given-back bytes into view; return how many.
+        pending = self.pending
+        assert pending is not None
+        n = min(len(pending), view.nbytes)
+        view[:n] = pending[:n]
+        self.pending = pending[n:] or None
+        return n
+
+    def _fill_from_pending(self, items: list[Any]) -> list[Any]:
+        # brecvl's items (views, and ints to drop) with the given-back bytes
+        # taken off their front.
+        while items and self.pending:
+            item = items[0]
+            if isinstance(item, int):
+                dropped = min(item, len(self.pending))
+                self.pending = self.pending[dropped:] or None
+                rest: Any = item - dropped
+            else:
+                rest = item[self._take_pending(item) :]
+            if rest:
+                items[0] = rest
+            else:
+                items.pop(0)
+        return items
 
     def _try_recv(self, view: memoryview) -> int:
         try:
@@ -550,6 +622,7 @@ class StreamSocket(Watched, bsock_vfs):
             raise error(errno.ECONNRESET, function)
         if not self.outdone:
             self.done(function)
+        self.pending = None
         if self.indone:
             return
         if self.scratch is None:
@@ -627,17 +700,6 @@ def close_in_order(c: Context, s: int, obj: StreamSocket) -> None:
 
 
 # What the transports (_ipc, _tcp) share ------------------------------------------
-
-
-def check_storage(mem: Any, cls: type[Any], function: str) -> Any:
-    """Check a _mem call's storage: EINVAL for None, EBUSY while in use."""
-    if mem is None:
-        raise error(errno.EINVAL, function)
-    if not isinstance(mem, cls):
-        raise TypeError(f"{function}: mem is a {cls.__name__}(), not {type(mem).__name__}")
-    if mem.is_open:
-        raise error(errno.EBUSY, function)
-    return mem
 
 
 def syscall_error(exc: OSError, function: str, address: Any = None) -> OSError:

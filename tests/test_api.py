@@ -24,13 +24,16 @@ from greendill import (
     _iface,
     _ipaddr,
     _ipc,
+    _prefix,
+    _suffix,
     _tcp,
+    _term,
     _time,
     _udp,
 )
 
 # Sections of api_names.txt that greendill implements so far.
-IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "tcp", "udp"}
+IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "prefix", "suffix", "tcp", "term", "udp"}
 PRIVATE_MODULES = [
     _channels,
     _coroutines,
@@ -40,7 +43,10 @@ PRIVATE_MODULES = [
     _iface,
     _ipaddr,
     _ipc,
+    _prefix,
+    _suffix,
     _tcp,
+    _term,
     _time,
     _udp,
 ]
