@@ -95,3 +95,15 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
             raise EOFError(f"end of stream after {len(data)} of {n} bytes")
         data += chunk
     return data
+
+
+def tcp_pair(host: str = "127.0.0.1") -> tuple[int, int]:
+    """Two connected TCP connections on loopback: (the client's, the server's)."""
+    addr = dill.ipaddr_local(host, 0)
+    ls = dill.tcp_listen(addr, 1)  # fills in the port
+    try:
+        c = dill.tcp_connect(addr, dill.now() + SAFETY_MS)
+        a = dill.tcp_accept(ls, dill.now() + SAFETY_MS)
+    finally:
+        dill.hclose(ls)
+    return c, a

@@ -51,6 +51,7 @@ from helpers import (
     recv_exactly,
     sha,
     spawn,
+    tcp_pair,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -156,17 +157,6 @@ def listen(host: str = "127.0.0.1", backlog: int = 10) -> tuple[int, dill.ipaddr
     """A listener on an ephemeral port of host, and its address (port filled in)."""
     addr = dill.ipaddr_local(host, 0)
     return dill.tcp_listen(addr, backlog), addr
-
-
-def tcp_pair(host: str = "127.0.0.1") -> tuple[int, int]:
-    """Two connected TCP connections: (the client's, the server's)."""
-    ls, addr = listen(host, 1)
-    try:
-        c = dill.tcp_connect(addr, dill.now() + SAFETY_MS)
-        a = dill.tcp_accept(ls, dill.now() + SAFETY_MS)
-    finally:
-        dill.hclose(ls)
-    return c, a
 
 
 @pytest.fixture
