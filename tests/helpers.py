@@ -6,7 +6,7 @@ import errno
 import hashlib
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Callable
 
@@ -107,3 +107,69 @@ def tcp_pair(host: str = "127.0.0.1") -> tuple[int, int]:
     finally:
         dill.hclose(ls)
     return c, a
+
+
+class PlainStream(dill.bsock_vfs):
+    """A user's byte stream over a greendill one, with no bunrecv.
+
+    Layers above it cannot read ahead.
+    """
+
+    def __init__(self, s: int) -> None:
+        self.s = s
+        self.lower = dill.hquery(s, dill.bsock_type)
+
+    def query(self, type: object) -> Any:
+        return self if type is dill.bsock_type else None
+
+    def close(self) -> None:
+        dill.hclose(self.s)
+
+    def bsendl(self, buffers: Sequence[Any], deadline: int) -> None:
+        self.lower.bsendl(buffers, deadline)
+
+    def brecvl(self, buffers: Sequence[Any], deadline: int) -> None:
+        self.lower.brecvl(buffers, deadline)
+
+
+def soon() -> int:
+    """A deadline that only keeps a broken test from hanging."""
+    return dill.now() + SAFETY_MS
+
+
+def plain(s: int) -> int:
+    """s wrapped in a PlainStream handle (which owns s)."""
+    return dill.hmake(PlainStream(s))
+
+
+def byte_stream_pair(kind: str) -> tuple[int, int]:
+    """Two connected byte streams: "ipc", "tcp", or "plain" (PlainStreams over IPC)."""
+    if kind == "tcp":
+        return tcp_pair()
+    a, b = dill.ipc_pair()
+    if kind == "plain":
+        return plain(a), plain(b)
+    return a, b
+
+
+@contextmanager
+def greendill_and_plain_socket() -> Iterator[tuple[int, socket.socket]]:
+    """An IPC handle (the test closes it) connected to a standard-library socket."""
+    left, right = socket.socketpair()
+    h = dill.ipc_fromfd(left.detach())
+    try:
+        yield h, right
+    finally:
+        right.close()
+
+
+def end_stream(u: int) -> None:
+    """End the sending side of byte stream u in order: its peer then reads EPIPE."""
+    for done in (dill.tcp_done, dill.ipc_done):
+        try:
+            done(u)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTSUP:
+                raise
+    dill.hclose(u)  # a user's stream over IPC: closing it ends it

@@ -12,19 +12,21 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from typing import Any
+from contextlib import suppress
 
 import pytest
 from helpers import (
     SAFETY_MS,
+    byte_stream_pair,
+    end_stream,
     finish,
+    greendill_and_plain_socket,
     in_canceled_coroutine,
+    plain,
     raises_errno,
     randbytes,
+    soon,
     spawn,
-    tcp_pair,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,49 +38,6 @@ BIG, LITTLE = dill.PREFIX_BIG_ENDIAN, dill.PREFIX_LITTLE_ENDIAN
 
 
 # Helpers ----------------------------------------------------------------------
-
-
-class PlainStream(dill.bsock_vfs):
-    """A user's byte stream over a greendill one, with no bunrecv.
-
-    Layers above it cannot read ahead.
-    """
-
-    def __init__(self, s: int) -> None:
-        self.s = s
-        self.lower = dill.hquery(s, dill.bsock_type)
-
-    def query(self, type: object) -> Any:
-        return self if type is dill.bsock_type else None
-
-    def close(self) -> None:
-        dill.hclose(self.s)
-
-    def bsendl(self, buffers: Sequence[Any], deadline: int) -> None:
-        self.lower.bsendl(buffers, deadline)
-
-    def brecvl(self, buffers: Sequence[Any], deadline: int) -> None:
-        self.lower.brecvl(buffers, deadline)
-
-
-def soon() -> int:
-    """A deadline that only keeps a broken test from hanging."""
-    return dill.now() + SAFETY_MS
-
-
-def plain(s: int) -> int:
-    return dill.hmake(PlainStream(s))
-
-
-@contextmanager
-def greendill_and_plain_socket() -> Iterator[tuple[int, socket.socket]]:
-    """An IPC handle (the test closes it) connected to a standard-library socket."""
-    left, right = socket.socketpair()
-    h = dill.ipc_fromfd(left.detach())
-    try:
-        yield h, right
-    finally:
-        right.close()
 
 
 def wire(messages: list[bytes], hdrlen: int, flags: int) -> bytes:
@@ -192,15 +151,9 @@ def test_a_plain_socket_peer_framing_by_hand_is_read_and_answered() -> None:
 
 
 @pytest.fixture(params=["ipc", "tcp", "plain"])
-def pair(request: pytest.FixtureRequest) -> Iterator[tuple[int, int]]:
-    """Two connected byte streams: IPC, TCP, or a user's stream that cannot take bytes back."""
-    if request.param == "tcp":
-        a, b = tcp_pair()
-    else:
-        a, b = dill.ipc_pair()
-        if request.param == "plain":
-            a, b = plain(a), plain(b)
-    yield a, b
+def pair(request: pytest.FixtureRequest) -> tuple[int, int]:
+    """Two connected byte streams (the test closes them, or what owns them)."""
+    return byte_stream_pair(request.param)
 
 
 def attach_both(pair: tuple[int, int], hdrlen: int = 4, flags: int = BIG) -> tuple[int, int]:
@@ -394,18 +347,6 @@ def test_mrecv_emsgsize_latches_the_receiving_side(pair: tuple[int, int]) -> Non
         assert dill.mrecv(a, 100, soon()) == b"sending still works"
     finally:
         close_all(a, b)
-
-
-def end_stream(u: int) -> None:
-    """End the sending side of byte stream u in order: its peer then reads EPIPE."""
-    for done in (dill.tcp_done, dill.ipc_done):
-        try:
-            done(u)
-            return
-        except OSError as exc:
-            if exc.errno != errno.ENOTSUP:
-                raise
-    dill.hclose(u)  # a user's stream over IPC: closing it ends it
 
 
 def test_mrecv_epipe_at_the_end_then_econnreset(pair: tuple[int, int]) -> None:
