@@ -61,13 +61,15 @@ from _socket import socket as _socket
 from _socket import socketpair as _socketpair
 from typing import Any, Optional, Union
 
+from greenlet import getcurrent
+
 from ._errors import error
 from ._handles import lookup
-from ._scheduler import check_can_block, context, thread_local
+from ._scheduler import cannot_block, check_can_block, context, thread_local
 from ._seqpacket import (
+    FLAGS_MASK,
     MSG_CTRUNC,
     MSG_TRUNC,
-    FLAGS_MASK,
     RECV_FLAGS,
     SEND_FLAGS,
     BorrowedSocket,
@@ -76,6 +78,7 @@ from ._seqpacket import (
     drop_endpoint,
     endpoints,
     fd_space,
+    fd_spaces,
     ipc_seqpacket_type,
     pause,
     rights,
@@ -108,6 +111,8 @@ Name = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 _SUN_PATH = 108
 # mmlib's listen() backlog.
 _BACKLOG = 5
+# How many receives after one that had to wait wait for readiness first.
+_PREDICTED = 15
 # mm_ipc_connect's pauses while no server listens (ms): doubling, capped.
 _FIRST_PAUSE = 2
 _LONGEST_PAUSE = 100
@@ -221,6 +226,14 @@ def _endpoint(fd: Any, function: str) -> Datagrams:
     ep.attach(context(), sock)
     endpoints()[fd] = ep
     return ep
+
+
+def _may_block() -> bool:
+    # Whether the caller may block (it is not canceled, nor in a close
+    # callback); one that may not must try first. The thread's counter of
+    # such greenlets keeps this cheap (_scheduler).
+    c = thread_local.context  # there is one: the fd's state was made with it
+    return not c.nonblocking or not cannot_block(c, getcurrent())
 
 
 def _message(msg: Any, function: str) -> mm_ipc_msg:
@@ -445,11 +458,13 @@ def mm_ipc_sendmsg(fd: int, msg: mm_ipc_msg, deadline: int = -1) -> int:
     iov = msg.iov
     fds = msg.fds
     ancillary = rights(fds) if fds else ()
+    sendmsg = ep.sock.sendmsg
     try:
-        try:
-            return ep.sock.sendmsg(iov, ancillary, SEND_FLAGS)  # type: ignore[no-any-return]
-        except OSError as exc:
-            return ep.send_rest(exc, iov, ancillary, deadline, "mm_ipc_sendmsg")
+        while True:
+            try:
+                return sendmsg(iov, ancillary, SEND_FLAGS)  # type: ignore[no-any-return]
+            except BlockingIOError:
+                ep._wait(ep.wwatcher, False, deadline, "mm_ipc_sendmsg")
     except OSError as exc:
         raise _send_error(exc, "mm_ipc_sendmsg") from None
 
@@ -489,14 +504,31 @@ def mm_ipc_recvmsg(fd: int, msg: mm_ipc_msg, deadline: int = -1) -> int:
         msg = _message(msg, "mm_ipc_recvmsg")
     iov = msg.iov
     num_fds_max = msg.num_fds_max
-    space = fd_space(num_fds_max, "mm_ipc_recvmsg")
+    space = fd_spaces.get(num_fds_max)
+    if space is None:
+        space = fd_space(num_fds_max, "mm_ipc_recvmsg")
+    recvmsg_into = ep.sock.recvmsg_into
     try:
-        try:
-            n, ancillary, flags, _ = ep.sock.recvmsg_into(iov, space, RECV_FLAGS)
-        except OSError as exc:
-            n, ancillary, flags = ep.recv_rest(
-                exc, iov, space, RECV_FLAGS, deadline, "mm_ipc_recvmsg"
-            )
+        if ep.rpredict and deadline != 0 and ep.reader is None and _may_block():
+            # The prediction: a receive that had to wait is likely to be
+            # followed by others that must (a conversation), so the next
+            # _PREDICTED wait for readiness before they try, which saves a
+            # system call that fails with EAGAIN. What is there already is
+            # still received (readiness shows at once, after one pass of
+            # the loop). A deadline of 0, a canceled coroutine and a second
+            # receiver always try first.
+            ep.rpredict -= 1
+            ep._wait(ep.rwatcher, True, deadline, "mm_ipc_recvmsg")
+        # Datagrams.recv_rest, written out: this is every receive's path.
+        while True:
+            try:
+                n, ancillary, flags, _ = recvmsg_into(iov, space, RECV_FLAGS)
+                break
+            except BlockingIOError:
+                ep.rpredict = _PREDICTED
+                ep._wait(ep.rwatcher, True, deadline, "mm_ipc_recvmsg")
+            except ConnectionResetError:
+                pass  # the peer closed: what it sent before is still there
     except TypeError as exc:
         raise writable_error(iov, exc, "mm_ipc_recvmsg") from None
     except OSError as exc:

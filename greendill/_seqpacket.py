@@ -95,19 +95,26 @@ ipc_seqpacket_listener_type = type(
     "ipc_seqpacket_listener_type", (), {"__repr__": lambda self: "ipc_seqpacket_listener_type"}
 )()
 
-_SOL_SOCKET = socket.SOL_SOCKET
-_SCM_RIGHTS = socket.SCM_RIGHTS
-_SO_PASSCRED = socket.SO_PASSCRED
-MSG_TRUNC = socket.MSG_TRUNC
-MSG_CTRUNC = socket.MSG_CTRUNC
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SCM_RIGHTS = int(socket.SCM_RIGHTS)
+_SO_PASSCRED = int(socket.SO_PASSCRED)
+# Flags are plain ints: the socket module's are enum members, whose
+# arithmetic costs a Python call each time.
+#: A receive's message flag: the datagram was longer than the buffers.
+MSG_TRUNC = int(socket.MSG_TRUNC)
+#: A receive's message flag: fds (control data) were dropped.
+MSG_CTRUNC = int(socket.MSG_CTRUNC)
 #: Every send: never block, never raise SIGPIPE (EPIPE instead).
-SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 #: Every receive that may take fds: never block, received fds close-on-exec.
-RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+RECV_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
 #: The message flags a receive reports: the kernel echoes MSG_CMSG_CLOEXEC back.
-FLAGS_MASK = ~socket.MSG_CMSG_CLOEXEC
-_TRUNC_FLAGS = socket.MSG_DONTWAIT | socket.MSG_TRUNC
-_PEEK_FLAGS = socket.MSG_DONTWAIT | socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_CMSG_CLOEXEC
+FLAGS_MASK = ~int(socket.MSG_CMSG_CLOEXEC)
+_PEEK = int(socket.MSG_PEEK)
+_TRUNC_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+_PEEK_FLAGS = int(
+    socket.MSG_DONTWAIT | socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_CMSG_CLOEXEC
+)
 # Room for one SCM_CREDENTIALS message (struct ucred: pid, uid, gid) and no more.
 _CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("3i"))
 _INT_SIZE = array.array("i").itemsize
@@ -125,12 +132,13 @@ def rights(fds: Sequence[int]) -> Any:
     return ((_SOL_SOCKET, _SCM_RIGHTS, array.array("i", fds)),)
 
 
-_spaces: dict[int, int] = {0: 0}
+#: fd_space's results for small counts (the receive path reads it first).
+fd_spaces: dict[int, int] = {0: 0}
 
 
 def fd_space(num_fds_max: int, function: str) -> int:
     """The control buffer size for receiving up to num_fds_max fds (0: none, no buffer)."""
-    space = _spaces.get(num_fds_max)
+    space = fd_spaces.get(num_fds_max)
     if space is None:
         if not isinstance(num_fds_max, int):
             raise TypeError(f"{function}: num_fds_max is an int, not {type(num_fds_max).__name__}")
@@ -138,7 +146,7 @@ def fd_space(num_fds_max: int, function: str) -> int:
             raise error(errno.EINVAL, function)
         space = socket.CMSG_SPACE(num_fds_max * _INT_SIZE)
         if num_fds_max <= 256:
-            _spaces[num_fds_max] = space
+            fd_spaces[num_fds_max] = space
     return space
 
 
@@ -216,12 +224,19 @@ class Datagrams(Watched):
     """A connected SEQPACKET socket and its watchers: sending and receiving datagrams, waiting.
 
     No latching here (mm_ipc_* fds have none); the handle's class adds it.
+    `rpredict` is mm_ipc_recvmsg's prediction (see there): how many more
+    receives wait for readiness before trying.
     """
 
-    __slots__ = ()
+    __slots__ = ("rpredict",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rpredict = 0
 
     def attach(self, c: Context, sock: _socket) -> None:
         """Take sock as it is: Watched.adopt without making it non-blocking (MSG_DONTWAIT does)."""
+        self.rpredict = 0
         self.sock = sock
         self.is_open = True
         self.generation += 1
@@ -426,7 +441,7 @@ class SeqpacketSocket(Datagrams, msock_vfs):
     def _peek_size(self, deadline: int) -> int:
         # The size of the next datagram, which stays queued (this coroutine
         # is the only receiver: rbusy). The end of the connection peeks as 0.
-        size, _, _ = self.recv([], 0, _TRUNC_FLAGS | socket.MSG_PEEK, deadline, "mrecvl")
+        size, _, _ = self.recv([], 0, _TRUNC_FLAGS | _PEEK, deadline, "mrecvl")
         return size
 
     def _iovecs(self, items: list[Any], size: int) -> list[Any]:
