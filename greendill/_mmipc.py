@@ -368,8 +368,9 @@ def mm_ipc_connect(addr: Name, deadline: int = -1) -> int:
         ENAMETOOLONG: addr is longer than 107 bytes.
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
-        EPROTOTYPE: what listens on addr is not an mm IPC server (not SEQPACKET).
         ETIMEDOUT: no server accepted the connection before the deadline.
+        (A stream socket listening on the same name does not count: Linux
+        keeps abstract names apart by socket type.)
     """
     address = _address(addr, "mm_ipc_connect")
     c = context()
