@@ -24,13 +24,15 @@ from greendill import (
     _iface,
     _ipaddr,
     _ipc,
+    _mmipc,
+    _seqpacket,
     _tcp,
     _time,
     _udp,
 )
 
 # Sections of api_names.txt that greendill implements so far.
-IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "tcp", "udp"}
+IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "mmipc", "seqpacket", "tcp", "udp"}
 PRIVATE_MODULES = [
     _channels,
     _coroutines,
@@ -40,6 +42,8 @@ PRIVATE_MODULES = [
     _iface,
     _ipaddr,
     _ipc,
+    _mmipc,
+    _seqpacket,
     _tcp,
     _time,
     _udp,

@@ -243,9 +243,8 @@ def test_srv_create_enametoolong_beyond_107_bytes() -> None:
 
 def test_srv_create_eaddrinuse_for_a_second_server() -> None:
     name = unique_name()
-    with server(name):
-        with raises_errno(errno.EADDRINUSE):
-            dill.mm_ipc_srv_create(name)
+    with server(name), raises_errno(errno.EADDRINUSE):
+        dill.mm_ipc_srv_create(name)
     # A stdlib socket bound as mmlib binds holds the name too.
     holder = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     holder.bind(padded(name))
@@ -564,7 +563,10 @@ def test_connected_pair_emfile_and_canceled() -> None:
 
 def test_sendmsg_gathers_and_recvmsg_scatters() -> None:
     with pair() as (a, b):
-        assert dill.mm_ipc_sendmsg(a, dill.mm_ipc_msg([b"ab", bytearray(b"cd"), memoryview(b"ef")])) == 6
+        assert (
+            dill.mm_ipc_sendmsg(a, dill.mm_ipc_msg([b"ab", bytearray(b"cd"), memoryview(b"ef")]))
+            == 6
+        )
         one, two = bytearray(4), bytearray(4)
         msg = dill.mm_ipc_msg([one, two])
         assert msg.num_iov == 2
@@ -798,7 +800,7 @@ def test_einval_for_none_readonly_buffers_negative_max_and_too_many_fds() -> Non
         send(a, b"the most", [r] * 253)
         _, msg = recv(b, num_fds_max=253)
         assert len(msg.fds) == 253
-        for fd in msg.fds + [r, w]:
+        for fd in [*msg.fds, r, w]:
             os.close(fd)
 
 
@@ -830,9 +832,8 @@ def test_enotsock_ebadf_enotconn() -> None:
     with raises_errno(errno.ENOTCONN):
         recv(loose.fileno(), deadline=0)
     dill.mm_close(loose.detach())
-    with pair() as (a, _):
-        with raises_errno(errno.EBADF):  # a bad fd to pass
-            send(a, b"x", [max(open_fds()) + 100])
+    with pair() as (a, _), raises_errno(errno.EBADF):  # a bad fd to pass
+        send(a, b"x", [max(open_fds()) + 100])
     with pytest.raises(TypeError):
         send("3", b"x")  # type: ignore[arg-type]
 
