@@ -471,3 +471,14 @@ def test_ipc_accept_second_waiter_is_ebusy_and_the_first_still_gets_its_connecti
     finish(h)
     assert isinstance(out[0], int)
     close_all(out[0], c, ls)
+
+
+def test_peer_closed_with_our_messages_unread_receive_drains_then_epipe() -> None:
+    a, b = dill.ipc_seqpacket_pair()
+    dill.msend(a, b"for b")
+    dill.msend(b, b"never read by a")
+    dill.hclose(a)  # the kernel's one-time ECONNRESET is pending on b
+    assert dill.mrecv(b, 10) == b"for b"
+    with raises_errno(errno.EPIPE):
+        dill.mrecv(b, 10)
+    dill.hclose(b)
