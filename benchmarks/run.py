@@ -182,6 +182,22 @@ SCENARIOS: dict[str, Scenario] = {
             " with a server-side coroutine; also RSS per open connection",
             warmup=20,
         ),
+        Scenario(
+            "pingpong-mmipc",
+            "round trips/s",
+            50_000,
+            10_000,
+            "N round trips of a 1-byte datagram over a UNIX SEQPACKET pair (mmlib's IPC API),"
+            " main task <-> echo coroutine",
+        ),
+        Scenario(
+            "fdpass-mmipc",
+            "round trips/s",
+            30_000,
+            10_000,
+            "N round trips over a UNIX SEQPACKET pair, each datagram carrying one fd (SCM_RIGHTS),"
+            " which the echo side passes back and both sides close",
+        ),
     )
 }
 
@@ -238,6 +254,8 @@ TARGETS = (
         for peer in ("asyncio", "uvloop", "trio")
     ),
     Target("bulk-ipc", "greendill >= 1.25x raw gevent", "greendill", "gevent", 1.25),
+    Target("pingpong-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
+    Target("fdpass-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target(
         "connections-ipc",
         "greendill RSS per connection <= 0.8x raw gevent's",
@@ -1881,6 +1899,225 @@ def trio_connections(n: int) -> Measured:
         return trio.run(main)
     finally:
         shutil.rmtree(tmp)
+
+
+# --------------------------------------------------------------------------- mmlib's IPC API
+
+# The echo side answers byte k with byte k + 1 (mod 256), indexed by the byte's value.
+NEXT_BY_INT = [BYTES[(i + 1) & 255] for i in range(256)]
+
+
+def _fd_of(ancillary: list[Any]) -> int:
+    """The one fd of a receive's SCM_RIGHTS data (what the gevent code parses itself)."""
+    import array
+    import socket
+
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    _check(len(fds) == 1, f"expected one fd, got {len(fds)}")
+    return fds[0]
+
+
+@bench(
+    "pingpong-mmipc",
+    "greendill",
+    note="a, b = mm_ipc_connected_pair(); echo coroutine: mm_ipc_recvmsg(b, m) into a 16-byte"
+    " buffer, mm_ipc_sendmsg(b, reply); main: mm_ipc_sendmsg(a, ...), mm_ipc_recvmsg(a, ...)",
+)
+def greendill_pingpong_mmipc(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    send, recv = dill.mm_ipc_sendmsg, dill.mm_ipc_recvmsg
+    a, b = dill.mm_ipc_connected_pair()
+
+    def echo() -> None:
+        buf = bytearray(16)
+        m = dill.mm_ipc_msg([buf])
+        reply = dill.mm_ipc_msg([b""])
+        iov = reply.iov
+        while True:
+            recv(b, m)
+            iov[0] = NEXT_BY_INT[buf[0]]
+            send(b, reply)
+
+    h = dill.go(echo)  # runs at once and waits in mm_ipc_recvmsg
+    buf = bytearray(16)
+    out = dill.mm_ipc_msg([BYTES[0]])
+    inbox = dill.mm_ipc_msg([buf])
+    iov = out.iov
+    t0 = perf_counter()
+    for _ in range(n):
+        send(a, out)
+        recv(a, inbox)
+        iov[0] = BYTES[buf[0]]
+    elapsed = perf_counter() - t0
+    dill.hclose(h)
+    dill.mm_close(a)
+    dill.mm_close(b)
+    _check(buf[0] == n & 255, f"ping-pong ended with {buf[0]}, expected {n & 255}")
+    _greendill_check_clean(before, "pingpong-mmipc")
+    return elapsed
+
+
+@bench(
+    "pingpong-mmipc",
+    "gevent",
+    note="gevent.socket.socketpair(AF_UNIX, SOCK_SEQPACKET); echo greenlet: recvmsg_into([buf])"
+    " then sendmsg([reply]); main: sendmsg([v]), recvmsg_into([buf]) (the ratio baseline)",
+)
+def gevent_pingpong_mmipc(n: int) -> float:
+    import socket
+
+    import gevent
+    from gevent import socket as gsocket
+
+    a, b = gsocket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+    def echo() -> None:
+        buf = bytearray(16)
+        iov = [buf]
+        while True:
+            b.recvmsg_into(iov)
+            b.sendmsg([NEXT_BY_INT[buf[0]]])
+
+    g = gevent.spawn(echo)
+    gevent.sleep(0)  # the echo greenlet starts and waits in recvmsg_into
+    buf = bytearray(16)
+    iov = [buf]
+    v = BYTES[0]
+    sendmsg, recvmsg_into = a.sendmsg, a.recvmsg_into
+    t0 = perf_counter()
+    for _ in range(n):
+        sendmsg([v])
+        recvmsg_into(iov)
+        v = BYTES[buf[0]]
+    elapsed = perf_counter() - t0
+    g.kill()
+    a.close()
+    b.close()
+    _check(buf[0] == n & 255, f"ping-pong ended with {buf[0]}, expected {n & 255}")
+    return elapsed
+
+
+@bench(
+    "fdpass-mmipc",
+    "greendill",
+    note="mm_ipc_connected_pair(); main: mm_ipc_sendmsg with fds=[pipe end], mm_ipc_recvmsg"
+    " (num_fds_max=1), os.close(the fd back); echo coroutine: mm_ipc_recvmsg, mm_ipc_sendmsg"
+    " of the received fd, os.close(it)",
+)
+def greendill_fdpass_mmipc(n: int) -> float:
+    import os
+
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    send, recv = dill.mm_ipc_sendmsg, dill.mm_ipc_recvmsg
+    r, w = os.pipe()
+    a, b = dill.mm_ipc_connected_pair()
+
+    def echo() -> None:
+        buf = bytearray(16)
+        m = dill.mm_ipc_msg([buf], num_fds_max=1)
+        reply = dill.mm_ipc_msg([b"\x01"])
+        while True:
+            recv(b, m)
+            reply.fds = fds = m.fds
+            send(b, reply)
+            os.close(fds[0])
+
+    h = dill.go(echo)
+    buf = bytearray(16)
+    out = dill.mm_ipc_msg([b"\x00"], [w])
+    inbox = dill.mm_ipc_msg([buf], num_fds_max=1)
+    received = 0
+    t0 = perf_counter()
+    for _ in range(n):
+        send(a, out)
+        recv(a, inbox)
+        fds = inbox.fds
+        received += len(fds)
+        os.close(fds[0])
+    elapsed = perf_counter() - t0
+    # The last fd really was the pipe: pass it once more and write through it.
+    send(a, out)
+    recv(a, inbox)
+    os.write(inbox.fds[0], b"!")
+    os.close(inbox.fds[0])
+    _check(os.read(r, 1) == b"!", "the passed fd is not the pipe")
+    dill.hclose(h)
+    dill.mm_close(a)
+    dill.mm_close(b)
+    os.close(r)
+    os.close(w)
+    _check(received == n, f"{received} fds came back, expected {n}")
+    _greendill_check_clean(before, "fdpass-mmipc")
+    return elapsed
+
+
+@bench(
+    "fdpass-mmipc",
+    "gevent",
+    note="gevent.socket SEQPACKET pair; sendmsg with SCM_RIGHTS, recvmsg_into with"
+    " CMSG_SPACE(4) and MSG_CMSG_CLOEXEC, the fd parsed from the ancillary data, os.close"
+    " (the ratio baseline)",
+)
+def gevent_fdpass_mmipc(n: int) -> float:
+    import array
+    import os
+    import socket
+
+    import gevent
+    from gevent import socket as gsocket
+
+    r, w = os.pipe()
+    a, b = gsocket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    space = socket.CMSG_SPACE(array.array("i").itemsize)
+    flags = socket.MSG_CMSG_CLOEXEC
+    SOL_SOCKET, SCM_RIGHTS = socket.SOL_SOCKET, socket.SCM_RIGHTS
+
+    def echo() -> None:
+        buf = bytearray(16)
+        iov = [buf]
+        reply = [b"\x01"]
+        while True:
+            _, ancillary, _, _ = b.recvmsg_into(iov, space, flags)
+            fd = _fd_of(ancillary)
+            b.sendmsg(reply, [(SOL_SOCKET, SCM_RIGHTS, array.array("i", [fd]))])
+            os.close(fd)
+
+    g = gevent.spawn(echo)
+    gevent.sleep(0)
+    buf = bytearray(16)
+    iov = [buf]
+    out = [b"\x00"]
+    rights = [(SOL_SOCKET, SCM_RIGHTS, array.array("i", [w]))]
+    sendmsg, recvmsg_into = a.sendmsg, a.recvmsg_into
+    received = 0
+    t0 = perf_counter()
+    for _ in range(n):
+        sendmsg(out, rights)
+        _, ancillary, _, _ = recvmsg_into(iov, space, flags)
+        fd = _fd_of(ancillary)
+        received += 1
+        os.close(fd)
+    elapsed = perf_counter() - t0
+    sendmsg(out, rights)
+    _, ancillary, _, _ = recvmsg_into(iov, space, flags)
+    fd = _fd_of(ancillary)
+    os.write(fd, b"!")
+    os.close(fd)
+    _check(os.read(r, 1) == b"!", "the passed fd is not the pipe")
+    g.kill()
+    a.close()
+    b.close()
+    os.close(r)
+    os.close(w)
+    _check(received == n, f"{received} fds came back, expected {n}")
+    return elapsed
 
 
 # --------------------------------------------------------------------------- child side

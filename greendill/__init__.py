@@ -87,12 +87,31 @@ from ._ipc import ipc_pair_storage as ipc_pair_storage
 from ._ipc import ipc_recvfd as ipc_recvfd
 from ._ipc import ipc_sendfd as ipc_sendfd
 from ._ipc import ipc_storage as ipc_storage
+from ._mmipc import MSG_CTRUNC as MSG_CTRUNC
+from ._mmipc import MSG_TRUNC as MSG_TRUNC
+from ._mmipc import ipc_seqpacket_recvmsg as ipc_seqpacket_recvmsg
+from ._mmipc import ipc_seqpacket_sendmsg as ipc_seqpacket_sendmsg
+from ._mmipc import mm_close as mm_close
+from ._mmipc import mm_ipc_connect as mm_ipc_connect
+from ._mmipc import mm_ipc_connected_pair as mm_ipc_connected_pair
+from ._mmipc import mm_ipc_msg as mm_ipc_msg
+from ._mmipc import mm_ipc_recvmsg as mm_ipc_recvmsg
+from ._mmipc import mm_ipc_sendmsg as mm_ipc_sendmsg
+from ._mmipc import mm_ipc_srv as mm_ipc_srv
+from ._mmipc import mm_ipc_srv_accept as mm_ipc_srv_accept
+from ._mmipc import mm_ipc_srv_create as mm_ipc_srv_create
+from ._mmipc import mm_ipc_srv_destroy as mm_ipc_srv_destroy
 from ._prefix import PREFIX_BIG_ENDIAN as PREFIX_BIG_ENDIAN
 from ._prefix import PREFIX_LITTLE_ENDIAN as PREFIX_LITTLE_ENDIAN
 from ._prefix import prefix_attach as prefix_attach
 from ._prefix import prefix_attach_mem as prefix_attach_mem
 from ._prefix import prefix_detach as prefix_detach
 from ._prefix import prefix_storage as prefix_storage
+from ._seqpacket import ipc_seqpacket_accept as ipc_seqpacket_accept
+from ._seqpacket import ipc_seqpacket_connect as ipc_seqpacket_connect
+from ._seqpacket import ipc_seqpacket_fromfd as ipc_seqpacket_fromfd
+from ._seqpacket import ipc_seqpacket_listen as ipc_seqpacket_listen
+from ._seqpacket import ipc_seqpacket_pair as ipc_seqpacket_pair
 from ._suffix import suffix_attach as suffix_attach
 from ._suffix import suffix_attach_mem as suffix_attach_mem
 from ._suffix import suffix_detach as suffix_detach
@@ -137,6 +156,8 @@ __all__ = [
     "IPADDR_MAXSTRLEN",
     "IPADDR_PREF_IPV4",
     "IPADDR_PREF_IPV6",
+    "MSG_CTRUNC",
+    "MSG_TRUNC",
     "PREFIX_BIG_ENDIAN",
     "PREFIX_LITTLE_ENDIAN",
     "Canceled",
@@ -201,7 +222,24 @@ __all__ = [
     "ipc_pair_storage",
     "ipc_recvfd",
     "ipc_sendfd",
+    "ipc_seqpacket_accept",
+    "ipc_seqpacket_connect",
+    "ipc_seqpacket_fromfd",
+    "ipc_seqpacket_listen",
+    "ipc_seqpacket_pair",
+    "ipc_seqpacket_recvmsg",
+    "ipc_seqpacket_sendmsg",
     "ipc_storage",
+    "mm_close",
+    "mm_ipc_connect",
+    "mm_ipc_connected_pair",
+    "mm_ipc_msg",
+    "mm_ipc_recvmsg",
+    "mm_ipc_sendmsg",
+    "mm_ipc_srv",
+    "mm_ipc_srv_accept",
+    "mm_ipc_srv_create",
+    "mm_ipc_srv_destroy",
     "mrecv",
     "mrecv_into",
     "mrecvl",

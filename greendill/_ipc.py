@@ -224,6 +224,7 @@ def ipc_accept(ls: int, deadline: int = -1) -> int:
     Returns: the handle of the new connection.
     Errors:
         EBADF: ls is not an open handle, or it was closed while waiting.
+        EBUSY: another coroutine is already waiting in an accept on ls.
         ECANCELED: the calling coroutine was canceled while it had to wait.
         EMFILE: the process has no file descriptor left.
         ENFILE: the system has no file descriptor left.
@@ -244,7 +245,8 @@ def ipc_accept_mem(ls: int, mem: ipc_storage, deadline: int = -1) -> int:
     Returns: the handle of the new connection.
     Errors:
         EBADF, ECANCELED, EMFILE, ENFILE, ENOTSUP, ETIMEDOUT: as ipc_accept.
-        EBUSY: mem holds a connection that is still open.
+        EBUSY: mem holds a connection that is still open, or another coroutine
+            is already waiting in an accept on ls.
         EINVAL: mem is None.
         ENOMEM: never raised.
     """

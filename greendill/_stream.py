@@ -157,11 +157,11 @@ class Watched:
         sock.close()
 
     def wait_readable(self, deadline: int, function: str) -> None:
-        """Wait until the socket is readable; raise ETIMEDOUT, ECANCELED or EBADF."""
+        """Wait until the socket is readable; raise ETIMEDOUT, ECANCELED, EBADF or EBUSY."""
         self._wait(self.rwatcher, True, deadline, function)
 
     def wait_writable(self, deadline: int, function: str) -> None:
-        """Wait until the socket is writable; raise ETIMEDOUT, ECANCELED or EBADF."""
+        """Wait until the socket is writable; raise ETIMEDOUT, ECANCELED, EBADF or EBUSY."""
         self._wait(self.wwatcher, False, deadline, function)
 
     def _wait(self, watcher: Any, reading: bool, deadline: int, function: str) -> None:
@@ -172,6 +172,12 @@ class Watched:
         cur: Any = getcurrent()
         if c.nonblocking and cannot_block(c, cur):
             raise error(errno.ECANCELED, function)
+        if (self.reader if reading else self.writer) is not None:
+            # One waiter per direction (libdill's fdin: EBUSY). Connections
+            # check their rbusy/sbusy first; this guards the listeners, whose
+            # second accept would otherwise take over the watcher and strand
+            # the first one for good.
+            raise error(errno.EBUSY, function)
         w: Any
         if cur.__class__ is Coroutine:
             w = cur

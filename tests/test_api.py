@@ -24,7 +24,9 @@ from greendill import (
     _iface,
     _ipaddr,
     _ipc,
+    _mmipc,
     _prefix,
+    _seqpacket,
     _suffix,
     _tcp,
     _term,
@@ -33,7 +35,19 @@ from greendill import (
 )
 
 # Sections of api_names.txt that greendill implements so far.
-IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "prefix", "suffix", "tcp", "term", "udp"}
+IMPLEMENTED = {
+    "core",
+    "iface",
+    "ipaddr",
+    "ipc",
+    "mmipc",
+    "prefix",
+    "seqpacket",
+    "suffix",
+    "tcp",
+    "term",
+    "udp",
+}
 PRIVATE_MODULES = [
     _channels,
     _coroutines,
@@ -43,7 +57,9 @@ PRIVATE_MODULES = [
     _iface,
     _ipaddr,
     _ipc,
+    _mmipc,
     _prefix,
+    _seqpacket,
     _suffix,
     _tcp,
     _term,

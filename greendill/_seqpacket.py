@@ -1,0 +1,744 @@
+"""IPC message sockets: UNIX SOCK_SEQPACKET connections, for the message interface and mmlib.
+
+A SOCK_SEQPACKET connection is reliable and ordered, as a stream is, but keeps
+message boundaries: every send is one datagram, all of it or nothing, and
+every receive takes one whole datagram. File descriptors can travel with a
+datagram (SCM_RIGHTS). This module holds what greendill's two faces of such
+a connection share, and the first face:
+
+- ipc_seqpacket_*: a connection as a greendill message socket (msock_type):
+  msend/mrecv/msendl/mrecvl with deadlines, so that coroutines and message
+  protocols compose with it. ipc_seqpacket_fromfd makes such a handle of any
+  connected SEQPACKET fd, an mm_ipc_* fd included.
+- _mmipc.py: mmlib's IPC API (mm_ipc_*), where connections are plain fds.
+
+Rules for both, and why:
+
+- Every system call is made with MSG_DONTWAIT and tried first; only when it
+  would block does the call wait, on the socket's own read or write watcher
+  (_stream.Watched: deadlines, cancellation, EBADF when closed meanwhile,
+  EBUSY for a second waiter). So the fd itself need not be non-blocking:
+  mm_ipc_* fds stay in blocking mode, as mmlib's are, and can be handed to
+  blocking code unchanged.
+- End of connection. On Linux a receive returns 0 both for an empty datagram
+  and at the end of the connection (the peer closed, or shut its sending side
+  down), and no flag tells them apart (no MSG_EOR, nothing in FIONREAD or
+  poll). greendill checks, and only when a receive brought 0 bytes, no fds
+  and no flags (at_end): it peeks at the socket with SO_PASSCRED set for the
+  duration of that one call, so that the kernel adds credentials to any
+  datagram still queued. EAGAIN (nothing queued, no end) or a datagram queued
+  means the 0 was an empty datagram, because the end, once reached, never
+  goes away; the end now means it was the end. One case stays ambiguous: an
+  empty datagram that the peer sent just before closing may be taken for the
+  end. SO_PASSCRED is not left on: every datagram would then carry a control
+  message, which other readers of the fd (mmlib's mm_ipc_recvmsg looks at the
+  first control message only) would trip on.
+- The kernel's one-time ECONNRESET: a peer that closes while it has datagrams
+  of ours unread makes the next call on our end fail once with ECONNRESET,
+  even a receive with datagrams of the peer's still queued. For a send it
+  means the peer is gone (mm_ipc_sendmsg: EPIPE; msend: ECONNRESET); a
+  receive ignores it and goes on with what the peer sent before closing, then
+  reports the end.
+- Received fds are close-on-exec (MSG_CMSG_CLOEXEC). Fds that a receive does
+  not keep are closed: by the kernel when there is no room for them in the
+  control buffer, by greendill when the kernel gave more than asked for.
+
+The handle follows the message-socket contract (_iface.py) with latching per
+direction, as _stream.py does for byte streams: a second coroutine in the same
+direction gets EBUSY, the end of the connection makes every later receive fail
+with EPIPE, and any other failed call breaks its direction (later calls:
+ECONNRESET). Two failures break nothing because nothing was sent or lost: a
+datagram the kernel refuses as it stands (EMSGSIZE; for ipc_seqpacket_sendmsg
+in _mmipc.py also a bad fd to pass, EBADF, or too many, EINVAL), and the
+argument checks. A received datagram longer than the buffers is dropped, is
+EMSGSIZE and breaks receiving, since a message of the conversation is lost.
+fds that reach a handle's mrecv are closed by the kernel (no control buffer).
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import socket
+import struct
+from _socket import socket as _socket
+from _socket import socketpair as _socketpair
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any, Optional
+
+from greenlet import getcurrent
+
+from ._errors import error
+from ._handles import lookup, new_handle
+from ._iface import RecvItem, msock_type, msock_vfs
+from ._ipc import Path
+from ._ipc import _address as ipc_address
+from ._scheduler import CANCEL, Context, block, check_can_block, context, thread_local, waiter_for
+from ._stream import Watched, accept_fd, syscall_error
+from ._time import check_deadline, expired, now
+
+__all__ = [
+    "ipc_seqpacket_accept",
+    "ipc_seqpacket_connect",
+    "ipc_seqpacket_fromfd",
+    "ipc_seqpacket_listen",
+    "ipc_seqpacket_pair",
+]
+
+# The type ids of SEQPACKET connections and listeners, for hquery.
+ipc_seqpacket_type = type(
+    "ipc_seqpacket_type", (), {"__repr__": lambda self: "ipc_seqpacket_type"}
+)()
+ipc_seqpacket_listener_type = type(
+    "ipc_seqpacket_listener_type", (), {"__repr__": lambda self: "ipc_seqpacket_listener_type"}
+)()
+
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SCM_RIGHTS = int(socket.SCM_RIGHTS)
+_SO_PASSCRED = int(socket.SO_PASSCRED)
+# Flags are plain ints: the socket module's are enum members, whose
+# arithmetic costs a Python call each time.
+#: A receive's message flag: the datagram was longer than the buffers.
+MSG_TRUNC = int(socket.MSG_TRUNC)
+#: A receive's message flag: fds (control data) were dropped.
+MSG_CTRUNC = int(socket.MSG_CTRUNC)
+#: Every send: never block, never raise SIGPIPE (EPIPE instead).
+SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+#: Every receive that may take fds: never block, received fds close-on-exec.
+RECV_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+#: The message flags a receive reports: the kernel echoes MSG_CMSG_CLOEXEC back.
+FLAGS_MASK = ~int(socket.MSG_CMSG_CLOEXEC)
+_PEEK = int(socket.MSG_PEEK)
+_TRUNC_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+_PEEK_FLAGS = int(
+    socket.MSG_DONTWAIT | socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_CMSG_CLOEXEC
+)
+# Room for one SCM_CREDENTIALS message (struct ucred: pid, uid, gid) and no more.
+_CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("3i"))
+_INT_SIZE = array.array("i").itemsize
+# ipc_seqpacket_connect's waits for room in a full backlog double up to this, in ms.
+_MAX_BACKOFF = 32
+
+
+# The codec of passed fds: no sockets, no waiting -----------------------------------
+
+
+def rights(fds: Sequence[int]) -> Any:
+    """The ancillary data that passes fds with a datagram (none for an empty list)."""
+    if not fds:
+        return ()
+    return ((_SOL_SOCKET, _SCM_RIGHTS, array.array("i", fds)),)
+
+
+#: fd_space's results for small counts (the receive path reads it first).
+fd_spaces: dict[int, int] = {0: 0}
+
+
+def fd_space(num_fds_max: int, function: str) -> int:
+    """The control buffer size for receiving up to num_fds_max fds (0: none, no buffer)."""
+    space = fd_spaces.get(num_fds_max)
+    if space is None:
+        if not isinstance(num_fds_max, int):
+            raise TypeError(f"{function}: num_fds_max is an int, not {type(num_fds_max).__name__}")
+        if num_fds_max < 0:
+            raise error(errno.EINVAL, function)
+        space = socket.CMSG_SPACE(num_fds_max * _INT_SIZE)
+        if num_fds_max <= 256:
+            fd_spaces[num_fds_max] = space
+    return space
+
+
+def take_fds(ancillary: list[Any], num_fds_max: int, flags: int) -> tuple[list[int], int]:
+    """The fds of a receive's ancillary data, at most num_fds_max; the rest are closed.
+
+    Returns the fds kept and the message flags, with MSG_CTRUNC added when
+    fds were closed. (The kernel fills the control buffer up to its aligned
+    size, which may hold one fd more than asked for.)
+    """
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % _INT_SIZE])
+    kept = fds.tolist()
+    if len(kept) > num_fds_max:
+        for extra in kept[num_fds_max:]:
+            with suppress(OSError):
+                os.close(extra)
+        del kept[num_fds_max:]
+        flags |= MSG_CTRUNC
+    return kept, flags
+
+
+def at_end(sock: Any) -> bool:
+    """After a receive that brought 0 bytes, no fds and no flags: was it the end of the connection?
+
+    See the module's docstring: a peek with SO_PASSCRED on tells a queued
+    datagram (credentials come with it) from the end (nothing comes).
+    """
+    was_on = sock.getsockopt(_SOL_SOCKET, _SO_PASSCRED)
+    if not was_on:
+        sock.setsockopt(_SOL_SOCKET, _SO_PASSCRED, 1)
+    try:
+        while True:
+            try:
+                _, ancillary, flags, _ = sock.recvmsg_into([], _CRED_SPACE, _PEEK_FLAGS)
+            except BlockingIOError:
+                return False  # no end now, so none before: an empty datagram
+            except ConnectionResetError:
+                continue  # the peer closed meanwhile: look again
+            # A datagram with fds: there is no room for them, but close any.
+            take_fds(ancillary, 0, 0)
+            return not ancillary and not flags & MSG_CTRUNC
+    finally:
+        if not was_on:
+            sock.setsockopt(_SOL_SOCKET, _SO_PASSCRED, 0)
+
+
+def writable_error(buffers: Any, exc: TypeError, function: str) -> BaseException:
+    """What a receive's TypeError means: EINVAL for a read-only buffer, else the TypeError."""
+    with suppress(TypeError):
+        if any(memoryview(b).readonly for b in buffers):
+            return error(errno.EINVAL, function)
+    return exc
+
+
+# The socket object ------------------------------------------------------------------
+
+
+class BorrowedSocket(_socket):
+    """A socket object over an fd that it does not own: being collected never closes the fd.
+
+    close() still closes it; detach() lets it go.
+    """
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        with suppress(OSError):
+            self.detach()
+
+
+class Datagrams(Watched):
+    """A connected SEQPACKET socket and its watchers: sending and receiving datagrams, waiting.
+
+    No latching here (mm_ipc_* fds have none); the handle's class adds it.
+    `rpredict` is mm_ipc_recvmsg's prediction (see there): how many more
+    receives wait for readiness before trying.
+    """
+
+    __slots__ = ("rpredict",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rpredict = 0
+
+    def attach(self, c: Context, sock: _socket) -> None:
+        """Take sock as it is: Watched.adopt without making it non-blocking (MSG_DONTWAIT does)."""
+        self.rpredict = 0
+        self.sock = sock
+        self.is_open = True
+        self.generation += 1
+        fd = sock.fileno()
+        self.rwatcher = c.loop.io(fd, 1)
+        self.wwatcher = c.loop.io(fd, 2)
+
+    def send_rest(
+        self, exc: OSError, buffers: Any, ancillary: Any, deadline: int, function: str
+    ) -> int:
+        """The rest of a send whose first try failed with exc: wait for room and try again.
+
+        Errors other than EAGAIN are raised as the kernel gave them.
+        """
+        sendmsg = self.sock.sendmsg
+        while True:
+            if exc.__class__ is not BlockingIOError:
+                raise exc
+            self.wait_writable(deadline, function)
+            try:
+                return sendmsg(buffers, ancillary, SEND_FLAGS)  # type: ignore[no-any-return]
+            except OSError as again:
+                exc = again
+
+    def recv_rest(
+        self, exc: OSError, buffers: Any, space: int, flags: int, deadline: int, function: str
+    ) -> tuple[int, list[Any], int]:
+        """The rest of a receive whose first try failed with exc: wait for a datagram.
+
+        ECONNRESET is taken at once and the receive goes on (see the module's
+        docstring). Returns recvmsg_into's size, ancillary data and flags.
+        """
+        recvmsg_into = self.sock.recvmsg_into
+        while True:
+            if exc.__class__ is BlockingIOError:
+                self.wait_readable(deadline, function)
+            elif exc.__class__ is not ConnectionResetError:
+                raise exc
+            try:
+                n, ancillary, msg_flags, _ = recvmsg_into(buffers, space, flags)
+                return n, ancillary, msg_flags
+            except OSError as again:
+                exc = again
+
+
+# The message-socket handle -------------------------------------------------------------
+
+
+class _EndOfConnection(Exception):
+    """The peer closed its side: no more datagrams."""
+
+
+class SeqpacketSocket(Datagrams, msock_vfs):
+    """A SEQPACKET connection as a greendill message socket (msock_type), with latching."""
+
+    __slots__ = ("indone", "inerr", "outerr", "rbusy", "sbusy", "scratch")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.indone = self.inerr = self.outerr = False
+        self.rbusy = self.sbusy = False
+        self.scratch: Optional[bytearray] = None
+
+    def open(self, c: Context, sock: _socket) -> None:
+        """Start being the connection over sock."""
+        self.indone = self.inerr = self.outerr = False
+        self.rbusy = self.sbusy = False
+        self.attach(c, sock)
+
+    # The hvfs protocol.
+
+    def query(self, type: object) -> Any:
+        if type is msock_type or type is ipc_seqpacket_type:
+            return self
+        return None
+
+    def close(self) -> None:
+        """At once: the peer sees the end of the connection after what was sent."""
+        self.forget(context())
+
+    # Sending.
+
+    def _begin_send(self, function: str) -> None:
+        if self.sbusy:
+            raise error(errno.EBUSY, function)
+        if self.outerr:
+            raise error(errno.ECONNRESET, function)
+
+    def send(self, buffers: Any, ancillary: Any, deadline: int, function: str) -> int:
+        """Send one datagram of buffers with ancillary: the handle's every send."""
+        if self.sbusy or self.outerr:
+            self._begin_send(function)
+        self.sbusy = True
+        generation = self.generation
+        try:
+            try:
+                return self.sock.sendmsg(buffers, ancillary, SEND_FLAGS)  # type: ignore[no-any-return]
+            except OSError as exc:
+                return self.send_rest(exc, buffers, ancillary, deadline, function)
+        except BaseException as exc:
+            failure = _handle_send_error(exc, function)
+            if self.generation == generation and not _refused(failure):
+                self.outerr = True
+            raise failure from None
+        finally:
+            if self.generation == generation:
+                self.sbusy = False
+
+    def msend(self, data: Any, deadline: int) -> None:
+        self.send((data,), (), deadline, "msend")
+
+    def msendl(self, buffers: Sequence[Any], deadline: int) -> None:
+        self.send(buffers, (), deadline, "msendl")
+
+    # Receiving.
+
+    def _begin_recv(self, function: str) -> None:
+        if self.rbusy:
+            raise error(errno.EBUSY, function)
+        if self.indone:
+            raise error(errno.EPIPE, function)
+        if self.inerr:
+            raise error(errno.ECONNRESET, function)
+
+    def recv(
+        self, buffers: Any, space: int, flags: int, deadline: int, function: str
+    ) -> tuple[int, list[Any], int]:
+        """Receive one datagram: recvmsg_into's size, ancillary data and flags.
+
+        The end of the connection is EPIPE (and latches); other failures latch
+        ECONNRESET.
+        """
+        if self.rbusy or self.indone or self.inerr:
+            self._begin_recv(function)
+        self.rbusy = True
+        generation = self.generation
+        try:
+            try:
+                n, ancillary, msg_flags, _ = self.sock.recvmsg_into(buffers, space, flags)
+            except OSError as exc:
+                n, ancillary, msg_flags = self.recv_rest(
+                    exc, buffers, space, flags, deadline, function
+                )
+            msg_flags &= FLAGS_MASK
+            if n == 0 and not ancillary and not msg_flags and at_end(self.sock):
+                raise _EndOfConnection()
+            return n, ancillary, msg_flags
+        except TypeError as exc:  # a buffer that cannot be written to: nothing received
+            raise writable_error(buffers, exc, function) from None
+        except BaseException as exc:
+            end = isinstance(exc, _EndOfConnection)
+            if self.generation == generation:
+                if end:
+                    self.indone = True
+                else:
+                    self.inerr = True
+            if end:
+                raise error(errno.EPIPE, function) from None
+            raise _handle_recv_error(exc, function) from None
+        finally:
+            if self.generation == generation:
+                self.rbusy = False
+
+    def mrecv_into(self, buffer: Any, deadline: int) -> int:
+        view = _writable(buffer, "mrecv")
+        size, _, _ = self.recv((view,), 0, _TRUNC_FLAGS, deadline, "mrecv")
+        if size > view.nbytes:
+            self.inerr = True
+            raise error(errno.EMSGSIZE, "mrecv")
+        return size
+
+    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
+        items: list[Any] = []
+        capacity = 0
+        skips = False
+        for item in buffers:
+            if isinstance(item, int):
+                if item < 0:
+                    raise error(errno.EINVAL, "mrecvl")
+                skips = True
+                capacity += item
+                items.append(item)
+            else:
+                view = _writable(item, "mrecvl")
+                capacity += view.nbytes
+                items.append(view)
+        if not items:
+            # C's NULL iolist: drop one datagram, return its size.
+            size, _, _ = self.recv([], 0, _TRUNC_FLAGS, deadline, "mrecvl")
+            return size
+        iov = items
+        if skips:
+            # The skipped bytes go to scratch space; the datagram's size
+            # (peeked) bounds how much of it is needed.
+            iov = self._iovecs(items, self._peek_size(deadline))
+        size, _, _ = self.recv(iov, 0, _TRUNC_FLAGS, deadline, "mrecvl")
+        if size > capacity:
+            self.inerr = True
+            raise error(errno.EMSGSIZE, "mrecvl")
+        return size
+
+    def _peek_size(self, deadline: int) -> int:
+        # The size of the next datagram, which stays queued (this coroutine
+        # is the only receiver: rbusy). The end of the connection peeks as 0.
+        size, _, _ = self.recv([], 0, _TRUNC_FLAGS | _PEEK, deadline, "mrecvl")
+        return size
+
+    def _iovecs(self, items: list[Any], size: int) -> list[Any]:
+        # An int item becomes a piece of scratch space: every skip may share
+        # the same bytes, since they are dropped.
+        if self.scratch is None or len(self.scratch) < size:
+            self.scratch = bytearray(size)
+        scratch = memoryview(self.scratch)
+        iov: list[Any] = []
+        left = size
+        for item in items:
+            if left <= 0:
+                break
+            if isinstance(item, int):
+                iov.append(scratch[: min(item, left)])
+                left -= item
+            else:
+                iov.append(item)
+                left -= item.nbytes
+        return iov
+
+
+def _writable(buffer: Any, function: str) -> memoryview:
+    view = memoryview(buffer)
+    if view.readonly:
+        raise error(errno.EINVAL, function)
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _refused(exc: BaseException) -> bool:
+    # A send the kernel refused as it stands: nothing sent, nothing broken.
+    return isinstance(exc, OSError) and exc.errno in (errno.EMSGSIZE, errno.EINVAL, errno.EBADF)
+
+
+def _handle_send_error(exc: BaseException, function: str) -> BaseException:
+    # The peer gone (EPIPE, ECONNRESET) is libdill's ECONNRESET; greendill's
+    # own errors (ETIMEDOUT, ECANCELED, EBADF from a wait) come out the same.
+    if isinstance(exc, OSError) and exc.errno:
+        if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+            return error(errno.ECONNRESET, function)
+        return error(exc.errno, function)
+    return exc
+
+
+def _handle_recv_error(exc: BaseException, function: str) -> BaseException:
+    if isinstance(exc, OSError) and exc.errno:
+        return error(exc.errno, function)
+    return exc
+
+
+class ipc_seqpacket_listener(Watched):
+    """An IPC SEQPACKET listener (the object behind ipc_seqpacket_listen's handle)."""
+
+    __slots__ = ()
+
+    def query(self, type: object) -> Any:
+        return self if type is ipc_seqpacket_listener_type else None
+
+    def close(self) -> None:
+        self.forget(context())
+
+
+# What the mm API shares: fds known to greendill, waiting without a handle ----------
+
+
+def endpoints() -> dict[int, Datagrams]:
+    """The calling thread's table of mm_ipc_* fds: fd -> its Datagrams object."""
+    try:
+        return thread_local.mm_fds  # type: ignore[no-any-return]
+    except AttributeError:
+        table: dict[int, Datagrams] = {}
+        thread_local.mm_fds = table
+        return table
+
+
+def drop_endpoint(c: Context, fd: int) -> Optional[Datagrams]:
+    """Forget what greendill knows of fd without closing it (waiters get EBADF)."""
+    ep = endpoints().pop(fd, None)
+    if ep is not None and ep.is_open:
+        ep.sock.detach()
+        ep.forget(c)
+    return ep
+
+
+def pause(c: Context, until: int, deadline: int, function: str) -> None:
+    """Sleep until `until` (a retry's pause), failing at deadline (ETIMEDOUT) or on cancel."""
+    if deadline >= 0:
+        check_deadline(deadline, function)
+        if expired(deadline):
+            raise error(errno.ETIMEDOUT, function)
+        until = min(until, deadline)
+    if block(c, waiter_for(getcurrent()), until) is CANCEL:
+        raise error(errno.ECANCELED, function)
+
+
+# Listening, accepting, connecting -------------------------------------------------
+
+
+def ipc_seqpacket_listen(path: Path, backlog: int) -> int:
+    """Start listening for IPC message connections (SOCK_SEQPACKET) at a path or abstract name.
+
+    The same addresses and rules as ipc_listen: a path that exists is
+    EADDRINUSE, and a name that begins with "\\0" is a Linux abstract address
+    of that exact length (Python's form; mmlib's servers use another, see
+    mm_ipc_srv_create). Connections accepted on it are message sockets.
+
+    Parameters:
+        path: where to listen.
+        backlog: how many connections may wait to be accepted.
+    Returns: the handle of the listener.
+    Errors:
+        EADDRINUSE: the path exists.
+        ECANCELED: the calling coroutine was canceled.
+        EINVAL: path is None or empty, or backlog is negative.
+        EMFILE: the process has no file descriptor left.
+        ENAMETOOLONG: the path does not fit a UNIX socket address (107 bytes).
+        ENFILE: the system has no file descriptor left.
+        ENOENT: a directory of the path does not exist.
+        ENOMEM: never raised (Python raises MemoryError).
+        Other errors of bind(2) (EACCES, ELOOP, ENOTDIR) come with their errno.
+    """
+    address = ipc_address(path, "ipc_seqpacket_listen")
+    if not isinstance(backlog, int):
+        raise TypeError(f"ipc_seqpacket_listen: backlog is an int, not {type(backlog).__name__}")
+    if backlog < 0:
+        raise error(errno.EINVAL, "ipc_seqpacket_listen")
+    c = context()
+    check_can_block(c, "ipc_seqpacket_listen")
+    try:
+        sock = _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError as exc:
+        raise syscall_error(exc, "ipc_seqpacket_listen") from None
+    try:
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise syscall_error(exc, "ipc_seqpacket_listen", address) from None
+    listener = ipc_seqpacket_listener()
+    listener.adopt(c, sock)
+    return new_handle(c, listener)
+
+
+def ipc_seqpacket_accept(ls: int, deadline: int = -1) -> int:
+    """Accept a connection on an IPC message listener.
+
+    Parameters:
+        ls: the listener (from ipc_seqpacket_listen).
+        deadline: a point in time in ms (see now()); -1 for never, 0 to take
+            only a connection that is already waiting.
+    Returns: the handle of the new connection, a message socket.
+    Errors:
+        EBADF: ls is not an open handle, or it was closed while waiting.
+        EBUSY: another coroutine is already waiting in an accept on ls.
+        ECANCELED: the calling coroutine was canceled.
+        EMFILE: the process has no file descriptor left.
+        ENFILE: the system has no file descriptor left.
+        ENOMEM: never raised (Python raises MemoryError).
+        ENOTSUP: ls is not an IPC message listener.
+        ETIMEDOUT: the deadline passed before a connection came.
+    """
+    c = context()
+    listener = lookup(c, ls, "ipc_seqpacket_accept")
+    if listener.query(ipc_seqpacket_listener_type) is None:
+        raise error(errno.ENOTSUP, "ipc_seqpacket_accept")
+    check_can_block(c, "ipc_seqpacket_accept")
+    fd, _ = accept_fd(listener, deadline, "ipc_seqpacket_accept")
+    conn = SeqpacketSocket()
+    conn.open(c, _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd))
+    return new_handle(c, conn)
+
+
+def ipc_seqpacket_connect(path: Path, deadline: int = -1) -> int:
+    """Connect to an IPC message listener (SOCK_SEQPACKET).
+
+    Nothing listening at the path fails at once (ECONNREFUSED, ENOENT), as
+    ipc_connect does; a listener whose backlog is full makes it wait for
+    room, until the deadline. (mm_ipc_connect, by contrast, waits for a
+    server to appear.)
+
+    Parameters:
+        path: the listener's path (or abstract name, as ipc_seqpacket_listen).
+        deadline: a point in time in ms (see now()); -1 for never.
+    Returns: the handle of the new connection, a message socket.
+    Errors:
+        ECANCELED: the calling coroutine was canceled.
+        ECONNREFUSED: nothing listens at the path.
+        EINVAL: path is None or empty.
+        EMFILE: the process has no file descriptor left.
+        ENAMETOOLONG: the path does not fit a UNIX socket address (107 bytes).
+        ENFILE: the system has no file descriptor left.
+        ENOENT: the path does not exist.
+        ENOMEM: never raised (Python raises MemoryError).
+        EPROTOTYPE: the listener at the path is not a SEQPACKET one.
+        ETIMEDOUT: the deadline passed while the listener's backlog was full.
+        Other errors of connect(2) (EACCES, ELOOP, ENOTDIR) come with their errno.
+    """
+    address = ipc_address(path, "ipc_seqpacket_connect")
+    c = context()
+    check_can_block(c, "ipc_seqpacket_connect")
+    try:
+        sock = _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError as exc:
+        raise syscall_error(exc, "ipc_seqpacket_connect") from None
+    try:
+        sock.setblocking(False)
+        backoff = 1
+        while True:
+            code = sock.connect_ex(address)
+            if code == 0:
+                break
+            if code != errno.EAGAIN:
+                raise error(code, "ipc_seqpacket_connect", os.fsdecode(address))
+            # The backlog is full, and nothing tells when room is made.
+            pause(c, now() + backoff, deadline, "ipc_seqpacket_connect")
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+    except BaseException:
+        sock.close()
+        raise
+    conn = SeqpacketSocket()
+    conn.open(c, sock)
+    return new_handle(c, conn)
+
+
+def ipc_seqpacket_pair() -> tuple[int, int]:
+    """Make two IPC message sockets connected to each other (socketpair, SOCK_SEQPACKET).
+
+    Parameters: none.
+    Returns: the handles of the two connections.
+    Errors:
+        ECANCELED: the calling coroutine was canceled.
+        EMFILE: the process has no file descriptor left.
+        ENFILE: the system has no file descriptor left.
+        ENOMEM: never raised (Python raises MemoryError).
+    """
+    c = context()
+    check_can_block(c, "ipc_seqpacket_pair")
+    try:
+        a, b = _socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError as exc:
+        raise syscall_error(exc, "ipc_seqpacket_pair") from None
+    ends = SeqpacketSocket(), SeqpacketSocket()
+    ends[0].open(c, a)
+    ends[1].open(c, b)
+    return new_handle(c, ends[0]), new_handle(c, ends[1])
+
+
+def ipc_seqpacket_fromfd(fd: int) -> int:
+    """Make a message socket of a connected UNIX SOCK_SEQPACKET socket: an mm_ipc_* fd, or any.
+
+    This is how an mm IPC connection (mm_ipc_connect, mm_ipc_srv_accept,
+    mm_ipc_connected_pair) becomes a greendill handle: msend, mrecv, msendl
+    and mrecvl with deadlines, protocols stacked on it, and fds passed with
+    ipc_seqpacket_sendmsg / ipc_seqpacket_recvmsg. The handle takes the
+    socket over, as ipc_fromfd does: fd itself is closed (do not mm_close
+    it), and the handle owns a duplicate; a coroutine waiting on fd in an
+    mm_ipc_* call gets EBADF.
+
+    Parameters:
+        fd: a connected AF_UNIX SOCK_SEQPACKET socket's file descriptor.
+    Returns: the handle of the connection.
+    Errors:
+        EBADF: fd is not an open file descriptor.
+        ECANCELED: the calling coroutine was canceled.
+        EINVAL: fd is not a connected UNIX SEQPACKET socket.
+        EMFILE: the process has no file descriptor left.
+        ENFILE: the system has no file descriptor left.
+        ENOMEM: never raised (Python raises MemoryError).
+    """
+    function = "ipc_seqpacket_fromfd"
+    if not isinstance(fd, int):
+        raise TypeError(f"{function}: fd is an int, not {type(fd).__name__}")
+    c = context()
+    check_can_block(c, function)
+    try:
+        copy = os.dup(fd)
+    except OSError as exc:
+        raise syscall_error(exc, function) from None
+    try:
+        sock = _socket(fileno=copy)
+    except OSError as exc:
+        os.close(copy)
+        if exc.errno == errno.ENOTSOCK:
+            raise error(errno.EINVAL, function) from None
+        raise syscall_error(exc, function) from None
+    try:
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
+            raise error(errno.EINVAL, function)
+        try:
+            sock.getpeername()
+        except OSError:
+            raise error(errno.EINVAL, function) from None  # not connected
+    except BaseException:
+        sock.close()
+        raise
+    drop_endpoint(c, fd)
+    os.close(fd)
+    conn = SeqpacketSocket()
+    conn.open(c, sock)
+    return new_handle(c, conn)
