@@ -183,6 +183,22 @@ SCENARIOS: dict[str, Scenario] = {
             warmup=20,
         ),
         Scenario(
+            "prefix-stream-ipc",
+            "messages/s",
+            200_000,
+            40_000,
+            "N 64-byte messages with a 4-byte size field (prefix framing) over a UNIX stream"
+            " socket pair, from a sender coroutine to the main task",
+        ),
+        Scenario(
+            "prefix-pingpong-ipc",
+            "round trips/s",
+            50_000,
+            10_000,
+            "N round trips of a 64-byte prefix-framed message over a UNIX stream socket pair,"
+            " main task <-> echo coroutine",
+        ),
+        Scenario(
             "pingpong-mmipc",
             "round trips/s",
             50_000,
@@ -254,6 +270,8 @@ TARGETS = (
         for peer in ("asyncio", "uvloop", "trio")
     ),
     Target("bulk-ipc", "greendill >= 1.25x raw gevent", "greendill", "gevent", 1.25),
+    Target("prefix-stream-ipc", "greendill >= 1.0x framing by hand", "greendill", "gevent", 1.0),
+    Target("prefix-pingpong-ipc", "greendill >= 1.0x framing by hand", "greendill", "gevent", 1.0),
     Target("pingpong-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target("fdpass-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target(
@@ -1899,6 +1917,160 @@ def trio_connections(n: int) -> Measured:
         return trio.run(main)
     finally:
         shutil.rmtree(tmp)
+
+
+# --------------------------------------------------------------------------- prefix framing
+
+_PREFIX_PAYLOAD = bytes(range(64))
+
+
+@bench(
+    "prefix-stream-ipc",
+    "greendill",
+    note="prefix_attach(s, 4) on both ends of ipc_pair(); msend / mrecv(s, 64)",
+)
+def greendill_prefix_stream(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    a, b = dill.ipc_pair()
+    a, b = dill.prefix_attach(a, 4), dill.prefix_attach(b, 4)
+    msend, mrecv = dill.msend, dill.mrecv
+
+    def sender() -> None:
+        for _ in range(n):
+            msend(a, _PREFIX_PAYLOAD)
+
+    t0 = perf_counter()
+    h = dill.go(sender)
+    got = 0
+    for _ in range(n):
+        got += len(mrecv(b, 64))
+    elapsed = perf_counter() - t0
+    dill.bundle_wait(h)
+    dill.hclose(h)
+    dill.hclose(a)
+    dill.hclose(b)
+    _check(got == 64 * n, f"received {got} bytes, expected {64 * n}")
+    _greendill_check_clean(before, "prefix-stream-ipc")
+    return elapsed
+
+
+def _gevent_recv_exactly(sock: Any, view: memoryview) -> None:
+    while view:
+        got = sock.recv_into(view)
+        if not got:
+            raise EOFError
+        view = view[got:]
+
+
+@bench(
+    "prefix-stream-ipc",
+    "gevent",
+    note="gevent socketpair; sendall(struct header + payload), recv_into header then payload",
+)
+def gevent_prefix_stream(n: int) -> float:
+    import struct
+
+    import gevent
+
+    a, b = _gevent_socket_pair(False)
+    pack, unpack_from = struct.Struct(">I").pack, struct.Struct(">I").unpack_from
+
+    def sender() -> None:
+        for _ in range(n):
+            a.sendall(pack(len(_PREFIX_PAYLOAD)) + _PREFIX_PAYLOAD)
+
+    header = bytearray(4)
+    body = bytearray(65536)
+    hview, bview = memoryview(header), memoryview(body)
+    t0 = perf_counter()
+    g = gevent.spawn(sender)
+    got = 0
+    for _ in range(n):
+        _gevent_recv_exactly(b, hview)
+        (size,) = unpack_from(header)
+        _gevent_recv_exactly(b, bview[:size])
+        got += len(bytes(bview[:size]))
+    elapsed = perf_counter() - t0
+    g.join()
+    a.close()
+    b.close()
+    _check(got == 64 * n, f"received {got} bytes, expected {64 * n}")
+    return elapsed
+
+
+@bench(
+    "prefix-pingpong-ipc",
+    "greendill",
+    note="prefix_attach(s, 4) on both ends of ipc_pair(); msend / mrecv(s, 64) both ways",
+)
+def greendill_prefix_pingpong(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    a, b = dill.ipc_pair()
+    a, b = dill.prefix_attach(a, 4), dill.prefix_attach(b, 4)
+    msend, mrecv = dill.msend, dill.mrecv
+
+    def echo() -> None:
+        while True:
+            msend(b, mrecv(b, 64))
+
+    h = dill.go(echo)
+    message = _PREFIX_PAYLOAD
+    t0 = perf_counter()
+    for _ in range(n):
+        msend(a, message)
+        message = mrecv(a, 64)
+    elapsed = perf_counter() - t0
+    dill.hclose(h)
+    dill.hclose(a)
+    dill.hclose(b)
+    _check(message == _PREFIX_PAYLOAD, "the message came back changed")
+    _greendill_check_clean(before, "prefix-pingpong-ipc")
+    return elapsed
+
+
+@bench(
+    "prefix-pingpong-ipc",
+    "gevent",
+    note="gevent socketpair; sendall(struct header + payload), recv_into header then payload",
+)
+def gevent_prefix_pingpong(n: int) -> float:
+    import struct
+
+    import gevent
+
+    a, b = _gevent_socket_pair(False)
+    pack, unpack_from = struct.Struct(">I").pack, struct.Struct(">I").unpack_from
+
+    def recv_message(sock: Any, header: memoryview, body: memoryview) -> bytes:
+        _gevent_recv_exactly(sock, header)
+        (size,) = unpack_from(header)
+        _gevent_recv_exactly(sock, body[:size])
+        return bytes(body[:size])
+
+    def echo() -> None:
+        header, body = memoryview(bytearray(4)), memoryview(bytearray(65536))
+        while True:
+            message = recv_message(b, header, body)
+            b.sendall(pack(len(message)) + message)
+
+    g = gevent.spawn(echo)
+    gevent.sleep(0)
+    header, body = memoryview(bytearray(4)), memoryview(bytearray(65536))
+    message = _PREFIX_PAYLOAD
+    t0 = perf_counter()
+    for _ in range(n):
+        a.sendall(pack(len(message)) + message)
+        message = recv_message(a, header, body)
+    elapsed = perf_counter() - t0
+    g.kill()
+    a.close()
+    b.close()
+    _check(message == _PREFIX_PAYLOAD, "the message came back changed")
+    return elapsed
 
 
 # --------------------------------------------------------------------------- mmlib's IPC API

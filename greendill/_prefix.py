@@ -74,8 +74,8 @@ def prefix_header(size: int, hdrlen: int, flags: int) -> bytes:
 
 def prefix_size(buffer: Any, offset: int, hdrlen: int, flags: int) -> int:
     """The size that the field at buffer[offset:offset + hdrlen] gives."""
-    order = "little" if flags & PREFIX_LITTLE_ENDIAN else "big"
-    return int.from_bytes(buffer[offset : offset + hdrlen], order)
+    field = buffer[offset : offset + hdrlen]
+    return int.from_bytes(field, "little" if flags & PREFIX_LITTLE_ENDIAN else "big")
 
 
 def decode_prefixed(buffer: bytearray, hdrlen: int, flags: int, maxlen: int) -> Optional[bytes]:
