@@ -110,24 +110,21 @@ class _ProtocolError(Exception):
 
 
 def _echo_bytes(s: int, conn: _Connection) -> None:
-    """Echo every byte that arrives, at once: the protocol of `greendill echo`.
+    """Echo whatever arrives, at once: the protocol of `greendill echo`.
 
-    greendill's brecv, like libdill's, is all or nothing: it returns exactly the
-    size asked for, and there is no call that returns "whatever has arrived".
-    Nor can the server ask for more and settle for less: a brecv that times out
-    breaks the receiving side for good (later ones fail with ECONNRESET). So
-    the server asks for what it knows is coming, one byte, waiting as long as it
-    takes, and sends it back. Everything a peer sends comes back at once, which
-    is what a person typing into socat or nc expects; the price is two system
-    calls per byte, a few hundred kB/s, enough for a terminal. A protocol that
-    is to be fast says how much is coming (the demo's blocks, or a length
-    prefix).
+    greendill's brecv, like libdill's, is all or nothing: it returns exactly
+    the size asked for. The byte-stream interface's brecv_some, which the
+    framing layers read ahead with, returns whatever has arrived (at least one
+    byte), so the server echoes each piece as it comes, as a person typing
+    into socat or nc expects, and as fast as a bulk sender sends.
     """
-    byte = bytearray(1)
+    stream = dill.hquery(s, dill.bsock_type)
+    buffer = bytearray(65536)
+    view = memoryview(buffer)
     while True:
-        dill.brecv_into(s, byte)
-        dill.bsend(s, byte)
-        conn.echoed += 1
+        got = stream.brecv_some(buffer, -1)
+        dill.bsend(s, view[:got])
+        conn.echoed += got
 
 
 def _echo_blocks(s: int, conn: _Connection) -> None:
