@@ -24,15 +24,12 @@ from ._errors import error
 from ._handles import (
     check_storage,
     close_quietly,
-    hclose,
     hown,
-    layer_object,
     new_handle,
     query_below,
-    release,
 )
-from ._iface import RecvItem, bsock_type, msock_type, msock_vfs, recv_items
-from ._readahead import CHUNK, ReadAhead
+from ._iface import RecvItem, bsock_type, msock_type, recv_items
+from ._readahead import CHUNK, FramingLayer, detach_framing
 from ._scheduler import check_can_block, context
 
 __all__ = [
@@ -99,41 +96,20 @@ def decode_prefixed(buffer: bytearray, hdrlen: int, flags: int, maxlen: int) -> 
 # The socket. -------------------------------------------------------------------
 
 
-class prefix_storage(msock_vfs):
+class prefix_storage(FramingLayer):
     """A prefix socket; also its storage for prefix_attach_mem (libdill's struct prefix_storage)."""
 
-    __slots__ = (
-        "flags",
-        "hdrlen",
-        "inerr",
-        "is_open",
-        "lower",
-        "outerr",
-        "rbusy",
-        "reader",
-        "sbusy",
-        "u",
-        "unpack",
-    )
-
-    def __init__(self) -> None:
-        self.is_open = False
-        self.u = -1
+    __slots__ = ("flags", "hdrlen", "unpack")
 
     def open(self, u: int, lower: Any, hdrlen: int, flags: int) -> None:
         """Become the prefix socket over handle u, whose byte-stream interface is lower."""
-        self.u = u
-        # The interface below, found once: every message goes straight to it.
-        self.lower = lower
-        self.reader = ReadAhead(lower)
+        self.open_over(u, lower)
         self.hdrlen = hdrlen
         self.flags = flags
         # The usual sizes decode with struct, the rest with int.from_bytes.
         fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(hdrlen)
         order = "<" if flags & PREFIX_LITTLE_ENDIAN else ">"
         self.unpack: Any = struct.Struct(order + fmt).unpack_from if fmt else None
-        self.inerr = self.outerr = self.rbusy = self.sbusy = False
-        self.is_open = True
 
     # The hvfs protocol.
 
@@ -142,18 +118,11 @@ class prefix_storage(msock_vfs):
             return self
         return None
 
-    def close(self) -> None:
-        """Close the prefix socket and the stack below it."""
-        self.is_open = False
-        self.reader.buf = bytearray()
-        u, self.u = self.u, -1
-        hclose(u)
-
     # Sending.
 
     def msend(self, data: Any, deadline: int) -> None:
         if self.sbusy or self.outerr:
-            self._begin_send("msend")
+            self.begin_send("msend")
         size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
         header = prefix_header(size, self.hdrlen, self.flags)
         self.sbusy = True
@@ -169,7 +138,7 @@ class prefix_storage(msock_vfs):
             self.sbusy = False
 
     def msendl(self, buffers: Sequence[Any], deadline: int) -> None:
-        self._begin_send("msendl")
+        self.begin_send("msendl")
         size = sum(memoryview(b).nbytes for b in buffers)
         header = prefix_header(size, self.hdrlen, self.flags)
         self.sbusy = True
@@ -181,16 +150,10 @@ class prefix_storage(msock_vfs):
         finally:
             self.sbusy = False
 
-    def _begin_send(self, function: str) -> None:
-        if self.sbusy:
-            raise error(errno.EBUSY, function)
-        if self.outerr:
-            raise error(errno.ECONNRESET, function)
-
     # Receiving.
 
     def mrecv(self, maxlen: int, deadline: int) -> bytes:
-        self._begin_recv("mrecv")
+        self.begin_recv("mrecv")
         self.rbusy = True
         try:
             reader = self.reader
@@ -213,7 +176,7 @@ class prefix_storage(msock_vfs):
         return self.mrecvl((buffer,), deadline)
 
     def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
-        self._begin_recv("mrecvl")
+        self.begin_recv("mrecvl")
         items = recv_items(buffers, "mrecvl")
         # An empty list drops one message, whatever its size.
         room = sum(i if isinstance(i, int) else i.nbytes for i in items) if items else -1
@@ -229,12 +192,6 @@ class prefix_storage(msock_vfs):
             raise
         finally:
             self.rbusy = False
-
-    def _begin_recv(self, function: str) -> None:
-        if self.rbusy:
-            raise error(errno.EBUSY, function)
-        if self.inerr:
-            raise error(errno.ECONNRESET, function)
 
     def _recv_size(self, room: int, deadline: int, function: str) -> int:
         # Read the size field; EMSGSIZE if the message needs more than room
@@ -342,15 +299,4 @@ def prefix_detach(s: int) -> int:
         ENOTSUP: s is not a prefix socket.
         ETIMEDOUT: never raised: nothing waits.
     """
-    c = context()
-    obj: prefix_storage = layer_object(c, s, prefix_type, "prefix_detach")
-    if obj.rbusy or obj.sbusy:
-        raise error(errno.EBUSY, "prefix_detach")
-    if obj.inerr or obj.outerr:
-        hclose(s)
-        raise error(errno.ECONNRESET, "prefix_detach")
-    obj.reader.give_back()
-    u, obj.u = obj.u, -1
-    obj.is_open = False
-    release(c, s)
-    return u
+    return detach_framing(s, prefix_type, "prefix_detach")

@@ -9,15 +9,23 @@ below without bunrecv is never read ahead of: the layer then asks for
 exactly the bytes it knows it needs, and loses nothing either.
 
 This module uses only the byte-stream interface's public methods, so a
-user's layer can do what greendill's layers do.
+user's layer can do what greendill's layers do. FramingLayer is what the
+message layers over a byte stream (prefix, suffix) share: the socket below,
+the read-ahead buffer, libdill's latching flags, and detach.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ReadAhead"]
+from ._errors import error
+from ._handles import hclose, layer_object, release
+from ._iface import msock_vfs
+from ._scheduler import context
+
+__all__ = ["FramingLayer", "ReadAhead", "detach_framing"]
 
 #: What one read asks for when reading ahead; a buffer grows beyond it only
 #: for a message that needs more.
@@ -130,3 +138,65 @@ class ReadAhead:
             self.lower.bunrecv(bytes(self.buf[self.start : self.end]))
         self.buf = bytearray()
         self.start = self.end = 0
+
+
+class FramingLayer(msock_vfs):
+    """A message socket that frames messages on a byte stream (prefix, suffix)."""
+
+    __slots__ = ("inerr", "is_open", "lower", "outerr", "rbusy", "reader", "sbusy", "u")
+
+    def __init__(self) -> None:
+        self.is_open = False
+        self.u = -1
+
+    def open_over(self, u: int, lower: Any) -> None:
+        """Become a socket over handle u, whose byte-stream interface is lower."""
+        self.u = u
+        # The interface below, found once (as suffix.c caches it): every
+        # message goes straight to it.
+        self.lower = lower
+        self.reader = ReadAhead(lower)
+        # libdill's flags: a call in progress (EBUSY), a broken direction (ECONNRESET).
+        self.inerr = self.outerr = self.rbusy = self.sbusy = False
+        self.is_open = True
+
+    def close(self) -> None:
+        """Close the socket and the stack below it."""
+        self.is_open = False
+        self.reader.buf = bytearray()
+        u, self.u = self.u, -1
+        hclose(u)
+
+    def begin_send(self, function: str) -> None:
+        """The guards of a send, in libdill's order."""
+        if self.sbusy:
+            raise error(errno.EBUSY, function)
+        if self.outerr:
+            raise error(errno.ECONNRESET, function)
+
+    def begin_recv(self, function: str) -> None:
+        """The guards of a receive, in libdill's order."""
+        if self.rbusy:
+            raise error(errno.EBUSY, function)
+        if self.inerr:
+            raise error(errno.ECONNRESET, function)
+
+
+def detach_framing(s: int, type: object, function: str) -> int:
+    """prefix_detach and suffix_detach: give back the bytes read ahead, and the socket below.
+
+    EBUSY (s stays open) while a call is in progress; ECONNRESET, closing
+    the whole stack, if a direction is broken.
+    """
+    c = context()
+    obj: FramingLayer = layer_object(c, s, type, function)
+    if obj.rbusy or obj.sbusy:
+        raise error(errno.EBUSY, function)
+    if obj.inerr or obj.outerr:
+        hclose(s)
+        raise error(errno.ECONNRESET, function)
+    obj.reader.give_back()
+    u, obj.u = obj.u, -1
+    obj.is_open = False
+    release(c, s)
+    return u

@@ -25,15 +25,12 @@ from ._errors import error
 from ._handles import (
     check_storage,
     close_quietly,
-    hclose,
     hown,
-    layer_object,
     new_handle,
     query_below,
-    release,
 )
-from ._iface import RecvItem, bsock_type, msock_type, msock_vfs, recv_items
-from ._readahead import ReadAhead
+from ._iface import RecvItem, bsock_type, msock_type, recv_items
+from ._readahead import FramingLayer, detach_framing
 from ._scheduler import check_can_block, context
 
 __all__ = [
@@ -100,24 +97,15 @@ def safe_read_size(tail: Any, suffix: bytes) -> int:
 # The socket. -------------------------------------------------------------------
 
 
-class suffix_storage(msock_vfs):
+class suffix_storage(FramingLayer):
     """A suffix socket; also its storage for suffix_attach_mem (libdill's struct suffix_storage)."""
 
-    __slots__ = ("inerr", "is_open", "lower", "outerr", "rbusy", "reader", "sbusy", "suffix", "u")
-
-    def __init__(self) -> None:
-        self.is_open = False
-        self.u = -1
+    __slots__ = ("suffix",)
 
     def open(self, u: int, lower: Any, suffix: bytes) -> None:
         """Become the suffix socket over handle u, whose byte-stream interface is lower."""
-        self.u = u
-        # The interface below, found once (as suffix.c caches it).
-        self.lower = lower
-        self.reader = ReadAhead(lower)
+        self.open_over(u, lower)
         self.suffix = suffix
-        self.inerr = self.outerr = self.rbusy = self.sbusy = False
-        self.is_open = True
 
     # The hvfs protocol.
 
@@ -125,13 +113,6 @@ class suffix_storage(msock_vfs):
         if type is msock_type or type is suffix_type:
             return self
         return None
-
-    def close(self) -> None:
-        """Close the suffix socket and the stack below it."""
-        self.is_open = False
-        self.reader.buf = bytearray()
-        u, self.u = self.u, -1
-        hclose(u)
 
     # Sending.
 
@@ -142,10 +123,7 @@ class suffix_storage(msock_vfs):
         self._send(b"".join(buffers), deadline, "msendl")
 
     def _send(self, message: bytes, deadline: int, function: str) -> None:
-        if self.sbusy:
-            raise error(errno.EBUSY, function)
-        if self.outerr:
-            raise error(errno.ECONNRESET, function)
+        self.begin_send(function)
         wire = encode_suffixed(message, self.suffix)
         self.sbusy = True
         try:
@@ -159,7 +137,7 @@ class suffix_storage(msock_vfs):
     # Receiving.
 
     def mrecv(self, maxlen: int, deadline: int) -> bytes:
-        self._begin_recv("mrecv")
+        self.begin_recv("mrecv")
         self.rbusy = True
         try:
             size = self._find_end(maxlen, deadline, "mrecv")
@@ -176,7 +154,7 @@ class suffix_storage(msock_vfs):
         return self.mrecvl((buffer,), deadline)
 
     def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
-        self._begin_recv("mrecvl")
+        self.begin_recv("mrecvl")
         items = recv_items(buffers, "mrecvl")
         self.rbusy = True
         try:
@@ -192,12 +170,6 @@ class suffix_storage(msock_vfs):
             raise
         finally:
             self.rbusy = False
-
-    def _begin_recv(self, function: str) -> None:
-        if self.rbusy:
-            raise error(errno.EBUSY, function)
-        if self.inerr:
-            raise error(errno.ECONNRESET, function)
 
     def _find_end(self, room: int, deadline: int, function: str) -> int:
         # Receive until the suffix is in the buffer; return the size of the
@@ -332,15 +304,4 @@ def suffix_detach(s: int, deadline: int = -1) -> int:
         ENOTSUP: s is not a suffix socket.
         ETIMEDOUT: never raised: nothing waits.
     """
-    c = context()
-    obj: suffix_storage = layer_object(c, s, suffix_type, "suffix_detach")
-    if obj.rbusy or obj.sbusy:
-        raise error(errno.EBUSY, "suffix_detach")
-    if obj.inerr or obj.outerr:
-        hclose(s)
-        raise error(errno.ECONNRESET, "suffix_detach")
-    obj.reader.give_back()
-    u, obj.u = obj.u, -1
-    obj.is_open = False
-    release(c, s)
-    return u
+    return detach_framing(s, suffix_type, "suffix_detach")
