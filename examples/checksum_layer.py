@@ -84,11 +84,12 @@ class checksum_storage(dill.msock_vfs):
     interface (msock_vfs) at once, as greendill's own layers are.
     """
 
-    __slots__ = ("inerr", "is_open", "lower", "outerr", "rbusy", "sbusy", "u")
+    __slots__ = ("generation", "inerr", "is_open", "lower", "outerr", "rbusy", "sbusy", "u")
 
     def __init__(self) -> None:
         self.is_open = False
         self.u = -1
+        self.generation = 0
 
     def open(self, u: int, lower: Any) -> None:
         """Become the checksum socket over handle u, whose message interface is lower."""
@@ -100,6 +101,11 @@ class checksum_storage(dill.msock_vfs):
         # (EBUSY), a direction broken by a failure (ECONNRESET).
         self.rbusy = self.sbusy = self.inerr = self.outerr = False
         self.is_open = True
+        # Which socket this storage is now. hclose wakes a call waiting
+        # below with EBADF, and it runs after hclose has returned, when the
+        # storage may be a new socket's already: a call whose generation is
+        # gone leaves the flags alone.
+        self.generation += 1
 
     # The hvfs protocol.
 
@@ -132,6 +138,7 @@ class checksum_storage(dill.msock_vfs):
         for buffer in buffers:
             crc = zlib.crc32(buffer, crc)
         self.sbusy = True
+        generation = self.generation
         try:
             # One message below: the caller's buffers and the checksum,
             # joined by the layer below without a copy here.
@@ -139,29 +146,31 @@ class checksum_storage(dill.msock_vfs):
         except BaseException:
             # Whatever it was (a timeout, Canceled, a gevent.Timeout of the
             # caller's), part of the message may be on the wire.
-            self.outerr = True
+            if self.generation == generation:
+                self.outerr = True
             raise
         finally:
-            self.sbusy = False
+            if self.generation == generation:
+                self.sbusy = False
 
     # Receiving.
 
     def mrecv(self, maxlen: int, deadline: int) -> bytes:
-        self._begin_recv()
+        generation = self._begin_recv()
         try:
             return self._recv(maxlen, deadline)
         except BaseException:
-            self.inerr = True
+            self._recv_failed(generation)
             raise
         finally:
-            self.rbusy = False
+            self._end_recv(generation)
 
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         return self.mrecvl((buffer,), deadline)
 
     def mrecvl(self, buffers: Sequence[Any], deadline: int) -> int:
         items = _receiving_items(buffers)  # EINVAL before anything: it breaks nothing
-        self._begin_recv()
+        generation = self._begin_recv()
         try:
             if not items:
                 # No buffers: drop one message, unchecked, and return its size.
@@ -174,18 +183,27 @@ class checksum_storage(dill.msock_vfs):
             _scatter(message, items)
             return len(message)
         except BaseException:
-            self.inerr = True
+            self._recv_failed(generation)
             raise
         finally:
-            self.rbusy = False
+            self._end_recv(generation)
 
-    def _begin_recv(self) -> None:
+    def _begin_recv(self) -> int:
         # The guards, in libdill's order; they break nothing.
         if self.rbusy:
             raise _error(errno.EBUSY, "mrecv")
         if self.inerr:
             raise _error(errno.ECONNRESET, "mrecv")
         self.rbusy = True
+        return self.generation
+
+    def _recv_failed(self, generation: int) -> None:
+        if self.generation == generation:
+            self.inerr = True
+
+    def _end_recv(self, generation: int) -> None:
+        if self.generation == generation:
+            self.rbusy = False
 
     def _recv(self, room: int, deadline: int) -> bytes:
         # The checksum covers every byte, those of int items too, and its

@@ -842,7 +842,8 @@ def _einval(kit: _Kit) -> None:
 @_rule(
     "hclose",
     "hclose never blocks (no other coroutine runs inside it), wakes a coroutine waiting on the"
-    " handle with EBADF, and closes the whole stack below (no handle or fd left open)",
+    " handle with EBADF (which then touches nothing: a storage freed may serve a new socket"
+    " already), and closes the whole stack below (no handle or fd left open)",
 )
 def _hclose(kit: _Kit) -> None:
     before = snapshot()
@@ -876,6 +877,10 @@ def _hclose(kit: _Kit) -> None:
             raise AssertionError("another coroutine ran inside hclose: hclose waited")
     b, p.a, p.b = p.b, None, None
     kit.fails({errno.EBADF}, "hquery of a closed handle", dill.hquery, b, dill.bsock_type)
+    # A new pair, before the woken calls run: a maker that reuses storages
+    # (the _mem calls) gives it the storages just freed, which those calls
+    # must then leave alone.
+    fresh = kit.pair()
     for task, what in ((waiting, "a receive"), (sending, "a send")):
         if task is None:
             continue
@@ -884,6 +889,15 @@ def _hclose(kit: _Kit) -> None:
         if not (isinstance(error, OSError) and error.errno == errno.EBADF):
             raise AssertionError(f"{what} waiting on a handle closed: got {error!r}, not EBADF")
     other.join(kit.later(), "a coroutine that yields")
+    assert fresh.a is not None and fresh.b is not None
+    for src, dst, seed in ((fresh.a, fresh.b, 135), (fresh.b, fresh.a, 136)):
+        data = kit.payload(kit.sizes(6)[0], seed)
+        with _wrapped("a send on a pair made after the hclose"):
+            kit.send(src, data, kit.later())
+        kit.expect(dst, data, kit.later(), "a pair made after the hclose, once the woken calls ran")
+    for h in (fresh.a, fresh.b):
+        dill.hclose(h)
+    fresh.a = fresh.b = None
     problems = check_no_leaks(before)
     assert not problems, "after hclose of both ends: " + "; ".join(problems)
 
