@@ -11,6 +11,7 @@ report the rule they break.
 from __future__ import annotations
 
 import errno
+import pathlib
 import re
 import socket
 import sys
@@ -30,6 +31,7 @@ from greendill.testing import (
     check_msock,
     snapshot,
 )
+from greendill.testing._check_sockets import _RULES
 
 SAFETY_MS = 10_000
 Maker = Callable[[], "tuple[int, int]"]
@@ -717,3 +719,9 @@ def test_udp_mrecv_takes_any_maxlen() -> None:
     finally:
         dill.hclose(a)
         dill.hclose(b)
+
+
+def test_the_guide_lists_every_rule() -> None:
+    guide = (pathlib.Path(__file__).parent.parent / "docs" / "layers.md").read_text()
+    for rule in _RULES:
+        assert f"| `{rule.id}` |" in guide, f"docs/layers.md does not list the rule {rule.id}"

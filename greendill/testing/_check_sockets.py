@@ -87,8 +87,12 @@ def _names(codes: Collection[int]) -> str:
 
 
 def _short(value: Any) -> str:
+    # What was seen, cut short enough for a message.
     text = repr(value)
-    return text if len(text) <= 80 else text[:60] + f"... ({len(value)} bytes)"
+    if len(text) <= 80:
+        return text
+    size = f" ({len(value)} bytes)" if isinstance(value, (bytes, bytearray)) else ""
+    return f"{text[:60]}...{size}"
 
 
 class _Pair:
@@ -111,6 +115,7 @@ class _Task:
         self.value: Any = None
         self.error: Optional[Exception] = None
         self.h: Optional[int] = None
+        # go runs the coroutine at once, until it blocks or ends.
         self.h = dill.go(self._body, fn, args)
 
     def _body(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -333,10 +338,7 @@ class _Kit:
             raise AssertionError(f"the blocked send failed once the peer read: {task.error!r}")
 
     def latched(self, direction: str, what: str, fn: Callable[..., Any], *args: Any) -> None:
-        """After a failure in direction ("send"/"receive"): the latching rule's outcome of fn."""
-        if self.latching == LATCH_NONE:
-            fn(*args)  # must work
-            return
+        """After a failure in direction ("send"/"receive") of a latching socket, fn must fail."""
         self.fails(
             {errno.ECONNRESET},
             f"{what} (latching '{self.latching}': a failed {direction} breaks the direction)",
