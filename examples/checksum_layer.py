@@ -323,7 +323,7 @@ def checksum_detach(s: int) -> int:
     """Take the checksum layer off a socket and return the message socket below.
 
     Nothing goes on the wire. The checksum handle is invalid afterwards,
-    even when this fails.
+    even when this fails, except with EBUSY.
 
     Parameters:
         s: handle of a checksum socket.
