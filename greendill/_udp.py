@@ -312,6 +312,12 @@ class udp_storage(Watched, msock_vfs):
             self.scratch = bytearray(_MAX_DATAGRAM)
         return self.scratch
 
+    def mrecv(self, maxlen: int, deadline: int) -> bytes:
+        # Not msock_vfs's, which allocates maxlen bytes first: a datagram
+        # is never longer than _MAX_DATAGRAM, whatever maxlen says.
+        view = memoryview(self.scratch_space())[: min(maxlen, _MAX_DATAGRAM)]
+        return bytes(view[: self.recv_into(view, False, deadline, "mrecv")[0]])
+
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         return self.recv_into(buffer, False, deadline, "mrecv")[0]
 
