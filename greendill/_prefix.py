@@ -126,35 +126,42 @@ class prefix_storage(FramingLayer):
         size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
         header = prefix_header(size, self.hdrlen, self.flags)
         self.sbusy = True
+        generation = self.generation
         try:
             if size <= _JOIN_BELOW:
                 self.lower.bsend(header + data, deadline)
             else:
                 self.lower.bsendl((header, data), deadline)
         except BaseException:
-            self.outerr = True
+            if self.generation == generation:
+                self.outerr = True
             raise
         finally:
-            self.sbusy = False
+            if self.generation == generation:
+                self.sbusy = False
 
     def msendl(self, buffers: Sequence[Any], deadline: int) -> None:
         self.begin_send("msendl")
         size = sum(memoryview(b).nbytes for b in buffers)
         header = prefix_header(size, self.hdrlen, self.flags)
         self.sbusy = True
+        generation = self.generation
         try:
             self.lower.bsendl([header, *buffers], deadline)
         except BaseException:
-            self.outerr = True
+            if self.generation == generation:
+                self.outerr = True
             raise
         finally:
-            self.sbusy = False
+            if self.generation == generation:
+                self.sbusy = False
 
     # Receiving.
 
     def mrecv(self, maxlen: int, deadline: int) -> bytes:
         self.begin_recv("mrecv")
         self.rbusy = True
+        generation = self.generation
         try:
             reader = self.reader
             size = self._recv_size(maxlen, deadline, "mrecv")
@@ -167,10 +174,12 @@ class prefix_storage(FramingLayer):
                 self.lower.brecv_into(memoryview(message)[got:], deadline)
             return bytes(message)
         except BaseException:
-            self.inerr = True
+            if self.generation == generation:
+                self.inerr = True
             raise
         finally:
-            self.rbusy = False
+            if self.generation == generation:
+                self.rbusy = False
 
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         return self.mrecvl((buffer,), deadline)
@@ -181,6 +190,7 @@ class prefix_storage(FramingLayer):
         # An empty list drops one message, whatever its size.
         room = sum(i if isinstance(i, int) else i.nbytes for i in items) if items else -1
         self.rbusy = True
+        generation = self.generation
         try:
             size = self._recv_size(room, deadline, "mrecvl")
             if size <= CHUNK:
@@ -188,10 +198,12 @@ class prefix_storage(FramingLayer):
             self.reader.scatter(items, size, deadline)
             return size
         except BaseException:
-            self.inerr = True
+            if self.generation == generation:
+                self.inerr = True
             raise
         finally:
-            self.rbusy = False
+            if self.generation == generation:
+                self.rbusy = False
 
     def _recv_size(self, room: int, deadline: int, function: str) -> int:
         # Read the size field; EMSGSIZE if the message needs more than room

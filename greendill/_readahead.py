@@ -143,11 +143,25 @@ class ReadAhead:
 class FramingLayer(msock_vfs):
     """A message socket that frames messages on a byte stream (prefix, suffix)."""
 
-    __slots__ = ("inerr", "is_open", "lower", "outerr", "rbusy", "reader", "sbusy", "u")
+    __slots__ = (
+        "generation",
+        "inerr",
+        "is_open",
+        "lower",
+        "outerr",
+        "rbusy",
+        "reader",
+        "sbusy",
+        "u",
+    )
 
     def __init__(self) -> None:
         self.is_open = False
         self.u = -1
+        # Bumped whenever the storage stops being a socket: a call that was
+        # woken by hclose (EBADF) and runs after the storage became another
+        # socket compares it and leaves that socket's flags alone.
+        self.generation = 0
 
     def open_over(self, u: int, lower: Any) -> None:
         """Become a socket over handle u, whose byte-stream interface is lower."""
@@ -158,11 +172,13 @@ class FramingLayer(msock_vfs):
         self.reader = ReadAhead(lower)
         # libdill's flags: a call in progress (EBUSY), a broken direction (ECONNRESET).
         self.inerr = self.outerr = self.rbusy = self.sbusy = False
+        self.generation += 1
         self.is_open = True
 
     def close(self) -> None:
         """Close the socket and the stack below it."""
         self.is_open = False
+        self.generation += 1
         self.reader.buf = bytearray()
         u, self.u = self.u, -1
         hclose(u)
@@ -198,5 +214,6 @@ def detach_framing(s: int, type: object, function: str) -> int:
     obj.reader.give_back()
     u, obj.u = obj.u, -1
     obj.is_open = False
+    obj.generation += 1
     release(c, s)
     return u

@@ -126,29 +126,35 @@ class suffix_storage(FramingLayer):
         self.begin_send(function)
         wire = encode_suffixed(message, self.suffix)
         self.sbusy = True
+        generation = self.generation
         try:
             self.lower.bsend(wire, deadline)
         except BaseException:
-            self.outerr = True
+            if self.generation == generation:
+                self.outerr = True
             raise
         finally:
-            self.sbusy = False
+            if self.generation == generation:
+                self.sbusy = False
 
     # Receiving.
 
     def mrecv(self, maxlen: int, deadline: int) -> bytes:
         self.begin_recv("mrecv")
         self.rbusy = True
+        generation = self.generation
         try:
             size = self._find_end(maxlen, deadline, "mrecv")
             message = self.reader.take(size)
             self.reader.skip(len(self.suffix))
             return message
         except BaseException:
-            self.inerr = True
+            if self.generation == generation:
+                self.inerr = True
             raise
         finally:
-            self.rbusy = False
+            if self.generation == generation:
+                self.rbusy = False
 
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         return self.mrecvl((buffer,), deadline)
@@ -157,6 +163,7 @@ class suffix_storage(FramingLayer):
         self.begin_recv("mrecvl")
         items = recv_items(buffers, "mrecvl")
         self.rbusy = True
+        generation = self.generation
         try:
             if not items:
                 return self._drop(deadline)
@@ -166,10 +173,12 @@ class suffix_storage(FramingLayer):
             self.reader.skip(len(self.suffix))
             return size
         except BaseException:
-            self.inerr = True
+            if self.generation == generation:
+                self.inerr = True
             raise
         finally:
-            self.rbusy = False
+            if self.generation == generation:
+                self.rbusy = False
 
     def _find_end(self, room: int, deadline: int, function: str) -> int:
         # Receive until the suffix is in the buffer; return the size of the

@@ -387,6 +387,19 @@ def test_transports_keep_the_byte_stream_contract(name: str) -> None:
     check_bsock(stream(name), done=STREAMS[name][1], latching=LATCH_DIRECTION)
 
 
+def test_ipc_seqpacket_keeps_the_message_contract() -> None:
+    check_msock(dill.ipc_seqpacket_pair, latching=LATCH_DIRECTION, max_message=65536)
+
+
+def test_term_over_ipc_seqpacket_keeps_the_message_contract() -> None:
+    check_msock(
+        stacked(dill.ipc_seqpacket_pair, lambda s: dill.term_attach(s, b"STOP")),
+        latching=LATCH_DIRECTION,
+        max_message=65536,
+        **term_options(b"STOP"),
+    )
+
+
 def test_udp_keeps_the_message_contract() -> None:
     check_msock(
         udp_pair, latching=LATCH_NONE, send_blocks=False, peer_close_seen=False, max_message=8192
@@ -459,26 +472,9 @@ def test_term_over_udp_latches_nothing(terminal: bytes) -> None:
     )
 
 
-STALE_WAITER = (
-    "a call woken by hclose (EBADF) latches its direction after hclose returned, when the"
-    " storage may be a new socket's already (no generation check, as _stream.py has)"
-)
-
-
-@pytest.mark.parametrize(
-    "layer",
-    [
-        pytest.param(
-            "prefix",
-            marks=pytest.mark.xfail(reason=f"PREFIX: {STALE_WAITER}", strict=True),
-        ),
-        pytest.param(
-            "suffix",
-            marks=pytest.mark.xfail(reason=f"SUFFIX: {STALE_WAITER}", strict=True),
-        ),
-        "term",
-    ],
-)
+# A call woken by hclose (EBADF) runs after hclose returned, when the storage
+# may be a new socket's already: it must leave that socket's flags alone.
+@pytest.mark.parametrize("layer", ["prefix", "suffix", "term"])
 def test_layer_storage_serves_a_new_socket_at_once_after_hclose(layer: str) -> None:
     if layer == "prefix":
         attach = reusing(lambda s, mem: dill.prefix_attach_mem(s, 2, 0, mem), dill.prefix_storage)
