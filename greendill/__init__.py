@@ -107,6 +107,7 @@ from ._prefix import prefix_attach as prefix_attach
 from ._prefix import prefix_attach_mem as prefix_attach_mem
 from ._prefix import prefix_detach as prefix_detach
 from ._prefix import prefix_storage as prefix_storage
+from ._readahead import ReadAhead as ReadAhead
 from ._seqpacket import ipc_seqpacket_accept as ipc_seqpacket_accept
 from ._seqpacket import ipc_seqpacket_connect as ipc_seqpacket_connect
 from ._seqpacket import ipc_seqpacket_fromfd as ipc_seqpacket_fromfd
@@ -161,6 +162,7 @@ __all__ = [
     "PREFIX_BIG_ENDIAN",
     "PREFIX_LITTLE_ENDIAN",
     "Canceled",
+    "ReadAhead",
     "brecv",
     "brecv_into",
     "brecvl",

@@ -33,7 +33,12 @@ CHUNK = 16384
 
 
 class ReadAhead:
-    """The bytes received from a byte stream and not yet used, in buf[start:end]."""
+    """The bytes received from a byte stream and not yet used, in buf[start:end].
+
+    For framing layers over a byte stream, greendill's and users' (see
+    docs/layers.md): it reads ahead only over a stream with bunrecv, and
+    give_back returns what the layer did not use.
+    """
 
     __slots__ = ("buf", "end", "lower", "readahead", "start")
 
