@@ -40,6 +40,7 @@ from ._stream import (
     Watched,
     accept_fd,
     check_storage,
+    close_fd,
     close_stream,
     handle_from_fd,
     recv_error,
@@ -637,12 +638,12 @@ def ipc_recvfd(s: int, deadline: int = -1) -> int:
             if conn.generation == generation:
                 conn.indone = True
             for extra in fds:
-                os.close(extra)
+                close_fd(extra)
             raise error(errno.EPIPE, "ipc_recvfd")
         if not fds:
             raise error(errno.EPROTO, "ipc_recvfd")
         for extra in fds[1:]:
-            os.close(extra)  # more than one: not what ipc_sendfd sends
+            close_fd(extra)  # more than one: not what ipc_sendfd sends
         return fds[0]
     except BaseException as exc:
         if conn.generation == generation and not conn.indone:

@@ -39,6 +39,7 @@ from contextlib import suppress
 from time import monotonic_ns
 from typing import Any, Optional
 
+from gevent.monkey import get_original
 from greenlet import getcurrent
 
 from ._errors import error
@@ -66,6 +67,7 @@ __all__ = [
     "accept_fd",
     "adopt_fd",
     "check_storage",
+    "close_fd",
     "close_in_order",
     "close_stream",
     "handle_from_fd",
@@ -81,6 +83,12 @@ _EV_WRITE = 2
 _LINGER_RESET = struct.pack("ii", 1, 0)
 # Received and dropped in chunks of at most this many bytes (brecvl's skips).
 _SKIP_CHUNK = 65536
+
+#: os.close as the kernel does it. Under monkey.patch_all(), gevent (25.8.1 and
+#: later) defers os.close to the loop's next iteration, and the fd number stays
+#: valid until then; libdill's rule is that an fd handed over is closed by the
+#: time the call returns.
+close_fd = get_original("os", "close")
 
 
 class Watched:
@@ -684,7 +692,7 @@ def adopt_fd(fd: int, families: tuple[int, ...], listening: bool, function: str)
     try:
         probe = _socket(fileno=copy)
     except OSError as exc:
-        os.close(copy)
+        close_fd(copy)
         if exc.errno == errno.ENOTSOCK:
             raise error(errno.EINVAL, function) from None
         raise syscall_error(exc, function) from None
@@ -701,7 +709,7 @@ def adopt_fd(fd: int, families: tuple[int, ...], listening: bool, function: str)
     except BaseException:
         probe.close()
         raise
-    os.close(fd)
+    close_fd(fd)
     return probe
 
 

@@ -11,8 +11,13 @@ from contextlib import contextmanager, suppress
 from typing import Any, Callable
 
 import pytest
+from gevent.monkey import get_original
 
 import greendill as dill
+
+#: os.close at once. Under monkeypatching gevent defers os.close to the loop's
+#: next iteration, and a test that needs a closed fd number needs it closed now.
+close_fd = get_original("os", "close")
 
 # A bound for waits that must end long before it (never asserted as an upper
 # bound of time: it only keeps a broken test from hanging).
