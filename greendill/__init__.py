@@ -87,6 +87,12 @@ from ._ipc import ipc_pair_storage as ipc_pair_storage
 from ._ipc import ipc_recvfd as ipc_recvfd
 from ._ipc import ipc_sendfd as ipc_sendfd
 from ._ipc import ipc_storage as ipc_storage
+from ._legacy import MonkeyPatchWarning as MonkeyPatchWarning
+from ._legacy import check_monkey_patching as check_monkey_patching
+from ._legacy import deadline_scope as deadline_scope
+from ._legacy import install_check as _install_check
+from ._legacy import ipc_tosocket as ipc_tosocket
+from ._legacy import tcp_tosocket as tcp_tosocket
 from ._tcp import tcp_accept as tcp_accept
 from ._tcp import tcp_accept_mem as tcp_accept_mem
 from ._tcp import tcp_close as tcp_close
@@ -123,6 +129,7 @@ __all__ = [
     "IPADDR_PREF_IPV4",
     "IPADDR_PREF_IPV6",
     "Canceled",
+    "MonkeyPatchWarning",
     "brecv",
     "brecv_into",
     "brecvl",
@@ -138,12 +145,14 @@ __all__ = [
     "bundle_wait",
     "chclause",
     "chdone",
+    "check_monkey_patching",
     "chmake",
     "chmake_mem",
     "choose",
     "chrecv",
     "chsend",
     "chstorage",
+    "deadline_scope",
     "fdclean",
     "fdin",
     "fdout",
@@ -185,6 +194,7 @@ __all__ = [
     "ipc_recvfd",
     "ipc_sendfd",
     "ipc_storage",
+    "ipc_tosocket",
     "mrecv",
     "mrecv_into",
     "mrecvl",
@@ -208,6 +218,7 @@ __all__ = [
     "tcp_listener_fromfd_mem",
     "tcp_listener_storage",
     "tcp_storage",
+    "tcp_tosocket",
     "udp_open",
     "udp_open_mem",
     "udp_recv",
@@ -229,3 +240,7 @@ def _fix_module_names() -> None:
 
 _fix_module_names()
 del _fix_module_names
+
+# Beside gevent's monkeypatching: warn now if this process was patched too
+# late for some module, and check again if patch_all() runs later.
+_install_check()

@@ -36,6 +36,7 @@ from ._scheduler import (
     waiter_for,
 )
 from ._stream import (
+    FdOrSocket,
     StreamSocket,
     Watched,
     accept_fd,
@@ -408,17 +409,20 @@ def _pair(mem: ipc_pair_storage, function: str) -> tuple[int, int]:
 # Adopting existing sockets --------------------------------------------------------
 
 
-def ipc_fromfd(fd: int) -> int:
+def ipc_fromfd(fd: FdOrSocket) -> int:
     """Make an IPC connection of an existing connected UNIX stream socket.
 
     The connection takes the socket over: fd itself is closed, and the
-    handle owns a duplicate of it.
+    handle owns a duplicate of it. fd may also be a socket object
+    (socket.socket, gevent's socket under monkeypatching): the object is
+    closed (its fileno() becomes -1) and the handle owns a duplicate of its
+    socket. If the call fails, fd is left open, number or object.
 
     Parameters:
-        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
     Returns: the handle of the connection.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a connected UNIX stream socket.
         EMFILE: the process has no file descriptor left.
@@ -428,11 +432,11 @@ def ipc_fromfd(fd: int) -> int:
     return handle_from_fd(fd, ipc_storage(), _FAMILIES, "ipc_fromfd")
 
 
-def ipc_fromfd_mem(fd: int, mem: ipc_storage) -> int:
+def ipc_fromfd_mem(fd: FdOrSocket, mem: ipc_storage) -> int:
     """Make an IPC connection of fd, as ipc_fromfd does, in mem.
 
     Parameters:
-        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
         mem: an ipc_storage() not in use.
     Returns: the handle of the connection.
     Errors:
@@ -446,16 +450,19 @@ def ipc_fromfd_mem(fd: int, mem: ipc_storage) -> int:
     )
 
 
-def ipc_listener_fromfd(fd: int) -> int:
+def ipc_listener_fromfd(fd: FdOrSocket) -> int:
     """Make an IPC listener of an existing listening UNIX stream socket.
 
-    The listener takes the socket over: fd itself is closed.
+    The listener takes the socket over: fd itself is closed. fd may also be
+    a socket object (socket.socket, gevent's socket under monkeypatching):
+    the object is closed and the listener owns a duplicate of its socket.
+    If the call fails, fd is left open, number or object.
 
     Parameters:
-        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
     Returns: the handle of the listener.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a listening UNIX stream socket.
         EMFILE: the process has no file descriptor left.
@@ -465,11 +472,11 @@ def ipc_listener_fromfd(fd: int) -> int:
     return handle_from_fd(fd, ipc_listener_storage(), _FAMILIES, "ipc_listener_fromfd")
 
 
-def ipc_listener_fromfd_mem(fd: int, mem: ipc_listener_storage) -> int:
+def ipc_listener_fromfd_mem(fd: FdOrSocket, mem: ipc_listener_storage) -> int:
     """Make an IPC listener of fd, as ipc_listener_fromfd does, in mem.
 
     Parameters:
-        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
         mem: an ipc_listener_storage() not in use.
     Returns: the handle of the listener.
     Errors:

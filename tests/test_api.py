@@ -24,13 +24,14 @@ from greendill import (
     _iface,
     _ipaddr,
     _ipc,
+    _legacy,
     _tcp,
     _time,
     _udp,
 )
 
 # Sections of api_names.txt that greendill implements so far.
-IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "tcp", "udp"}
+IMPLEMENTED = {"core", "iface", "ipaddr", "ipc", "legacy", "tcp", "udp"}
 PRIVATE_MODULES = [
     _channels,
     _coroutines,
@@ -40,6 +41,7 @@ PRIVATE_MODULES = [
     _iface,
     _ipaddr,
     _ipc,
+    _legacy,
     _tcp,
     _time,
     _udp,

@@ -18,12 +18,22 @@ marked `greendill_unpatched_only` are skipped (see pytest_plugin).
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from gevent import monkey
 
-monkey.patch_all()
+# pytest has imported its own modules by now, and one of them keeps the real
+# time.sleep on purpose (_pytest.timing): greendill's check warns about it.
+# What patching found goes into the report header instead of every run's
+# warnings summary.
+with warnings.catch_warnings(record=True) as _found:
+    warnings.simplefilter("always")
+    monkey.patch_all()
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """Say in the header that the suite runs monkeypatched."""
-    return "greendill: gevent.monkey.patch_all() ran before the tests (patched mode)"
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say in the header that the suite runs monkeypatched, and what patching found."""
+    lines = ["greendill: gevent.monkey.patch_all() ran before the tests (patched mode)"]
+    lines += [f"  at patch time: {w.category.__name__}: {w.message}" for w in _found]
+    return lines
