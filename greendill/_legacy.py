@@ -148,7 +148,7 @@ class deadline_scope:
         type_: Optional[type[BaseException]],
         value: Optional[BaseException],
         traceback: Optional[TracebackType],
-    ) -> bool:
+    ) -> None:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.stop()
@@ -157,7 +157,6 @@ class deadline_scope:
         self._greenlet = None
         if value is not None and value is expiry:
             raise error(errno.ETIMEDOUT, "deadline_scope") from None
-        return False
 
 
 # Handing a greendill socket over to legacy code -------------------------------------
@@ -371,10 +370,10 @@ def _leftovers() -> list[str]:
             originals[id(original)] = f"{module}.{name}"
     keep = [monkey.get_original("threading", name) for name in ("Event", "Condition")]
     findings = []
-    for module_name, module in list(sys.modules.items()):
-        if module is None or module_name.partition(".")[0] in _EXEMPT:
+    for module_name, imported in list(sys.modules.items()):
+        if imported is None or module_name.partition(".")[0] in _EXEMPT:
             continue
-        namespace = getattr(module, "__dict__", None)
+        namespace = getattr(imported, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
         for name, value in list(namespace.items()):
