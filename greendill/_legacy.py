@@ -36,7 +36,7 @@ from time import monotonic_ns
 from types import TracebackType
 from typing import Any, Optional
 
-from gevent import events, monkey
+from gevent import monkey
 from greenlet import getcurrent
 
 from ._errors import error
@@ -435,12 +435,22 @@ def _user_stacklevel() -> int:
 
 def _patched_all(event: object) -> None:
     # A gevent.events subscriber: patch_all() has just run.
-    if isinstance(event, events.GeventDidPatchAllEvent):
+    from gevent.events import GeventDidPatchAllEvent  # noqa: PLC0415 (see install_check)
+
+    if isinstance(event, GeventDidPatchAllEvent):
         check_monkey_patching()
 
 
 def install_check() -> None:
     """Run the check now if the process is patched, and whenever patch_all() runs later."""
-    if _patched_all not in events.subscribers:
-        events.subscribers.append(_patched_all)
+    try:
+        # Imported here: gevent before 21 imports setuptools' pkg_resources in
+        # gevent.events, and greendill must import without it. (patch_all
+        # itself needs it there, so nothing is missed.)
+        from gevent import events  # noqa: PLC0415
+    except ImportError:
+        pass
+    else:
+        if _patched_all not in events.subscribers:
+            events.subscribers.append(_patched_all)
     check_monkey_patching()

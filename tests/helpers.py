@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import random
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Callable
@@ -100,3 +103,29 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
             raise EOFError(f"end of stream after {len(data)} of {n} bytes")
         data += chunk
     return data
+
+
+@functools.cache
+def patch_all_failure() -> str:
+    """Why gevent.monkey.patch_all() cannot run in a fresh interpreter here ("" if it can).
+
+    gevent 20.12 (the oldest supported) loads its patch plugins through
+    setuptools' pkg_resources, which fails in an environment without a
+    working one: the tests that patch a fresh interpreter skip there.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", "from gevent import monkey; monkey.patch_all()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return ""
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def skip_unless_patch_all_works() -> None:
+    failure = patch_all_failure()
+    if failure:
+        pytest.skip(f"gevent's patch_all() fails in this environment: {failure}")

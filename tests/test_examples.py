@@ -21,6 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from helpers import skip_unless_patch_all_works
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -207,6 +208,7 @@ def test_chat_server_fans_lines_out_to_the_other_clients(tmp_path: Path) -> None
 
 
 def test_legacy_http_fetches_under_deadlines_and_cancels_stuck_requests(tmp_path: Path) -> None:
+    skip_unless_patch_all_works()
     with example("legacy_http.py", tmp_path=tmp_path) as ex:
         status, out = ex.finish()  # it stops by itself; no warning on stderr either
     assert status == 0, out
