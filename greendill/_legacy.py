@@ -368,7 +368,7 @@ def _leftovers() -> list[str]:
         original = monkey.get_original(module, name)
         if original is not getattr(sys.modules[module], name, None):
             originals[id(original)] = f"{module}.{name}"
-    keep = [monkey.get_original("threading", name) for name in ("Event", "Condition")]
+    lockers = _lock_holders()
     findings = []
     for module_name, imported in list(sys.modules.items()):
         if imported is None or module_name.partition(".")[0] in _EXEMPT:
@@ -379,34 +379,40 @@ def _leftovers() -> list[str]:
         for name, value in list(namespace.items()):
             what = originals.get(id(value))
             if what is None:
-                what = _blocking_object(value, keep)
-            if what is not None:
-                findings.append(f"{module_name}.{name} ({what})")
+                # type(), not isinstance: a proxy object's __class__ may raise.
+                where = lockers.get(type(value))
+                if where is None:
+                    continue
+                what, path = where
+                lock: Any = value
+                for attribute in path:
+                    lock = getattr(lock, attribute, None)
+                if not isinstance(lock, _REAL_LOCKS):
+                    continue
+                what = f"a {what} made before patching"
+            findings.append(f"{module_name}.{name} ({what})")
     return findings
 
 
-def _blocking_object(value: Any, keep: list[Any]) -> Optional[str]:
-    # An Event, Condition, Semaphore or Queue whose lock is a real thread
-    # lock. type(), not isinstance: a proxy object's __class__ may raise.
-    original_event, condition = keep
-    threading = sys.modules.get("threading")
-    if threading is None or not monkey.is_module_patched("threading"):
-        return None
-    kind = type(value)
-    if issubclass(kind, original_event):
-        lock, what = getattr(getattr(value, "_cond", None), "_lock", None), "threading.Event"
-    elif issubclass(kind, condition):
-        lock, what = getattr(value, "_lock", None), "threading.Condition"
-    elif issubclass(kind, threading.Semaphore):
-        lock, what = getattr(getattr(value, "_cond", None), "_lock", None), "threading.Semaphore"
-    elif "queue" in sys.modules and issubclass(kind, monkey.get_original("queue", "Queue")):
-        # (patch_all replaces queue.Queue with gevent's: the original is the blocking one.)
-        lock, what = getattr(value, "mutex", None), "queue.Queue"
-    else:
-        return None
-    if isinstance(lock, _REAL_LOCKS):
-        return f"a {what} made before patching"
-    return None
+def _lock_holders() -> dict[type, tuple[str, tuple[str, ...]]]:
+    # The classes whose objects wait on a lock made when they were, and where
+    # that lock is: made before threading was patched, it is a real one.
+    if "threading" not in sys.modules or not monkey.is_module_patched("threading"):
+        return {}
+    threading = sys.modules["threading"]
+    holders: dict[type, tuple[str, tuple[str, ...]]] = {
+        monkey.get_original("threading", "Event"): ("threading.Event", ("_cond", "_lock")),
+        threading.Condition: ("threading.Condition", ("_lock",)),
+        threading.Semaphore: ("threading.Semaphore", ("_cond", "_lock")),
+        threading.BoundedSemaphore: ("threading.BoundedSemaphore", ("_cond", "_lock")),
+    }
+    if "queue" in sys.modules:
+        # patch_all replaces queue.Queue with gevent's: the original is the blocking one.
+        for name in ("Queue", "LifoQueue", "PriorityQueue"):
+            original = monkey.get_original("queue", name)
+            if isinstance(original, type):
+                holders[original] = (f"queue.{name}", ("mutex",))
+    return holders
 
 
 _REAL_LOCKS = (
