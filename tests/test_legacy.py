@@ -69,8 +69,14 @@ def open_fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
-def cancel_while_blocked(fn: Callable[[], Any]) -> list[Any]:
-    """Run fn in a coroutine, hclose it once it waits; return what it ended with."""
+def cancel_while_blocked(
+    fn: Callable[[], Any], ready: Callable[[], bool] = lambda: True
+) -> list[Any]:
+    """Run fn in a coroutine, hclose it once it waits; return what it ended with.
+
+    ready tells when fn has reached the wait that the test is about (on a
+    loaded machine, what comes before it may wait too).
+    """
     out: list[Any] = []
 
     def body() -> None:
@@ -81,7 +87,10 @@ def cancel_while_blocked(fn: Callable[[], Any]) -> list[Any]:
             raise
 
     h = dill.go(body)
+    deadline = dill.now() + SAFETY_MS
     dill.msleep(dill.now() + 30)  # it is waiting by now, in legacy code
+    while not ready() and dill.now() < deadline:
+        dill.msleep(dill.now() + 10)
     assert out == []
     dill.hclose(h)
     return out
@@ -108,7 +117,7 @@ def test_hclose_interrupts_a_legacy_recv_and_its_socket_is_closed(listening: Any
             made.append(conn)
             return conn.recv(10)  # type: ignore[no-any-return]
 
-    out = cancel_while_blocked(client)
+    out = cancel_while_blocked(client, ready=lambda: bool(made))
     assert isinstance(out[0], dill.Canceled) and out[0].errno == errno.ECANCELED
     assert made[0].fileno() == -1  # its with statement closed it on the way out
     peer, _ = listening.accept()
@@ -142,7 +151,9 @@ def test_hclose_interrupts_a_legacy_queue_get_and_the_queue_still_works() -> Non
 def test_hclose_interrupts_a_subprocess_wait_and_the_finally_reaps_the_child() -> None:
     # hclose cannot know the child: code that starts one kills it when
     # canceled (a plain `with Popen(...)` would wait in __exit__ for it
-    # to end by itself, and hclose with it).
+    # to end by itself, and hclose with it). Canceled inside Popen() itself,
+    # which waits for the exec, would leave the child running (as a
+    # gevent.Timeout would): the test cancels once Popen() has returned.
     children: list[Any] = []
 
     def run_child() -> int:
@@ -155,7 +166,7 @@ def test_hclose_interrupts_a_subprocess_wait_and_the_finally_reaps_the_child() -
                 child.kill()
                 child.wait()
 
-    out = cancel_while_blocked(run_child)
+    out = cancel_while_blocked(run_child, ready=lambda: bool(children))
     assert isinstance(out[0], dill.Canceled)
     child = children[0]
     assert child.returncode == -9

@@ -8,7 +8,7 @@ conftest.py or test module, so every test and every module it imports sees
 the patched socket, time, select, threading, subprocess, queue, ... pytest
 itself has imported socket, select, threading and subprocess by then; gevent
 patches those modules in place (a program should still patch first thing:
-see docs/design.md, "Beside monkeypatching"). greendill is imported just
+see docs/design.md, "Beside gevent's monkeypatching"). greendill is imported just
 before patching here (this module is inside it), which is one of the two
 orders greendill supports; tests/test_legacy.py runs both in subprocesses.
 
