@@ -87,6 +87,12 @@ from ._ipc import ipc_pair_storage as ipc_pair_storage
 from ._ipc import ipc_recvfd as ipc_recvfd
 from ._ipc import ipc_sendfd as ipc_sendfd
 from ._ipc import ipc_storage as ipc_storage
+from ._legacy import MonkeyPatchWarning as MonkeyPatchWarning
+from ._legacy import check_monkey_patching as check_monkey_patching
+from ._legacy import deadline_scope as deadline_scope
+from ._legacy import install_check as _install_check
+from ._legacy import ipc_tosocket as ipc_tosocket
+from ._legacy import tcp_tosocket as tcp_tosocket
 from ._mmipc import MSG_CTRUNC as MSG_CTRUNC
 from ._mmipc import MSG_TRUNC as MSG_TRUNC
 from ._mmipc import ipc_seqpacket_recvmsg as ipc_seqpacket_recvmsg
@@ -162,6 +168,7 @@ __all__ = [
     "PREFIX_BIG_ENDIAN",
     "PREFIX_LITTLE_ENDIAN",
     "Canceled",
+    "MonkeyPatchWarning",
     "ReadAhead",
     "brecv",
     "brecv_into",
@@ -178,12 +185,14 @@ __all__ = [
     "bundle_wait",
     "chclause",
     "chdone",
+    "check_monkey_patching",
     "chmake",
     "chmake_mem",
     "choose",
     "chrecv",
     "chsend",
     "chstorage",
+    "deadline_scope",
     "fdclean",
     "fdin",
     "fdout",
@@ -232,6 +241,7 @@ __all__ = [
     "ipc_seqpacket_recvmsg",
     "ipc_seqpacket_sendmsg",
     "ipc_storage",
+    "ipc_tosocket",
     "mm_close",
     "mm_ipc_connect",
     "mm_ipc_connected_pair",
@@ -273,6 +283,7 @@ __all__ = [
     "tcp_listener_fromfd_mem",
     "tcp_listener_storage",
     "tcp_storage",
+    "tcp_tosocket",
     "term_attach",
     "term_attach_mem",
     "term_detach",
@@ -299,3 +310,7 @@ def _fix_module_names() -> None:
 
 _fix_module_names()
 del _fix_module_names
+
+# Beside gevent's monkeypatching: warn now if this process was patched too
+# late for some module, and check again if patch_all() runs later.
+_install_check()

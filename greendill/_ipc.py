@@ -36,10 +36,12 @@ from ._scheduler import (
     waiter_for,
 )
 from ._stream import (
+    FdOrSocket,
     StreamSocket,
     Watched,
     accept_fd,
     check_storage,
+    close_fd,
     close_stream,
     handle_from_fd,
     recv_error,
@@ -409,17 +411,20 @@ def _pair(mem: ipc_pair_storage, function: str) -> tuple[int, int]:
 # Adopting existing sockets --------------------------------------------------------
 
 
-def ipc_fromfd(fd: int) -> int:
+def ipc_fromfd(fd: FdOrSocket) -> int:
     """Make an IPC connection of an existing connected UNIX stream socket.
 
     The connection takes the socket over: fd itself is closed, and the
-    handle owns a duplicate of it.
+    handle owns a duplicate of it. fd may also be a socket object
+    (socket.socket, gevent's socket under monkeypatching): the object is
+    closed (its fileno() becomes -1) and the handle owns a duplicate of its
+    socket. If the call fails, fd is left open, number or object.
 
     Parameters:
-        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
     Returns: the handle of the connection.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a connected UNIX stream socket.
         EMFILE: the process has no file descriptor left.
@@ -429,11 +434,11 @@ def ipc_fromfd(fd: int) -> int:
     return handle_from_fd(fd, ipc_storage(), _FAMILIES, "ipc_fromfd")
 
 
-def ipc_fromfd_mem(fd: int, mem: ipc_storage) -> int:
+def ipc_fromfd_mem(fd: FdOrSocket, mem: ipc_storage) -> int:
     """Make an IPC connection of fd, as ipc_fromfd does, in mem.
 
     Parameters:
-        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a connected AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
         mem: an ipc_storage() not in use.
     Returns: the handle of the connection.
     Errors:
@@ -447,16 +452,19 @@ def ipc_fromfd_mem(fd: int, mem: ipc_storage) -> int:
     )
 
 
-def ipc_listener_fromfd(fd: int) -> int:
+def ipc_listener_fromfd(fd: FdOrSocket) -> int:
     """Make an IPC listener of an existing listening UNIX stream socket.
 
-    The listener takes the socket over: fd itself is closed.
+    The listener takes the socket over: fd itself is closed. fd may also be
+    a socket object (socket.socket, gevent's socket under monkeypatching):
+    the object is closed and the listener owns a duplicate of its socket.
+    If the call fails, fd is left open, number or object.
 
     Parameters:
-        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
     Returns: the handle of the listener.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a listening UNIX stream socket.
         EMFILE: the process has no file descriptor left.
@@ -466,11 +474,11 @@ def ipc_listener_fromfd(fd: int) -> int:
     return handle_from_fd(fd, ipc_listener_storage(), _FAMILIES, "ipc_listener_fromfd")
 
 
-def ipc_listener_fromfd_mem(fd: int, mem: ipc_listener_storage) -> int:
+def ipc_listener_fromfd_mem(fd: FdOrSocket, mem: ipc_listener_storage) -> int:
     """Make an IPC listener of fd, as ipc_listener_fromfd does, in mem.
 
     Parameters:
-        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor.
+        fd: a listening AF_UNIX SOCK_STREAM socket's file descriptor, or a socket object of one.
         mem: an ipc_listener_storage() not in use.
     Returns: the handle of the listener.
     Errors:
@@ -639,12 +647,12 @@ def ipc_recvfd(s: int, deadline: int = -1) -> int:
             if conn.generation == generation:
                 conn.indone = True
             for extra in fds:
-                os.close(extra)
+                close_fd(extra)
             raise error(errno.EPIPE, "ipc_recvfd")
         if not fds:
             raise error(errno.EPROTO, "ipc_recvfd")
         for extra in fds[1:]:
-            os.close(extra)  # more than one: not what ipc_sendfd sends
+            close_fd(extra)  # more than one: not what ipc_sendfd sends
         return fds[0]
     except BaseException as exc:
         if conn.generation == generation and not conn.indone:

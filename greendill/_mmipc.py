@@ -85,7 +85,7 @@ from ._seqpacket import (
     take_fds,
     writable_error,
 )
-from ._stream import Watched, accept_fd, syscall_error
+from ._stream import Watched, accept_fd, close_fd, syscall_error
 from ._time import now
 
 __all__ = [
@@ -567,7 +567,7 @@ def mm_close(fd: int) -> None:
         if ep is not None and ep.is_open:
             ep.forget(context())
         else:
-            os.close(fd)
+            close_fd(fd)
     except OSError as exc:
         raise error(exc.errno or errno.EIO, "mm_close") from None
 

@@ -76,7 +76,7 @@ from ._iface import RecvItem, msock_type, msock_vfs
 from ._ipc import Path
 from ._ipc import _address as ipc_address
 from ._scheduler import CANCEL, Context, block, check_can_block, context, thread_local, waiter_for
-from ._stream import Watched, accept_fd, syscall_error
+from ._stream import Watched, accept_fd, close_fd, syscall_error
 from ._time import check_deadline, expired, now
 
 __all__ = [
@@ -165,7 +165,7 @@ def take_fds(ancillary: list[Any], num_fds_max: int, flags: int) -> tuple[list[i
     if len(kept) > num_fds_max:
         for extra in kept[num_fds_max:]:
             with suppress(OSError):
-                os.close(extra)
+                close_fd(extra)
         del kept[num_fds_max:]
         flags |= MSG_CTRUNC
     return kept, flags
@@ -216,8 +216,11 @@ class BorrowedSocket(_socket):
     __slots__ = ()
 
     def __del__(self) -> None:
-        with suppress(OSError):
+        # No contextlib here: at interpreter exit module globals may be gone.
+        try:
             self.detach()
+        except OSError:  # noqa: SIM105
+            pass
 
 
 class Datagrams(Watched):
@@ -723,7 +726,7 @@ def ipc_seqpacket_fromfd(fd: int) -> int:
     try:
         sock = _socket(fileno=copy)
     except OSError as exc:
-        os.close(copy)
+        close_fd(copy)
         if exc.errno == errno.ENOTSOCK:
             raise error(errno.EINVAL, function) from None
         raise syscall_error(exc, function) from None
@@ -738,7 +741,7 @@ def ipc_seqpacket_fromfd(fd: int) -> int:
         sock.close()
         raise
     drop_endpoint(c, fd)
-    os.close(fd)
+    close_fd(fd)
     conn = SeqpacketSocket()
     conn.open(c, sock)
     return new_handle(c, conn)

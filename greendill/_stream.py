@@ -37,8 +37,9 @@ from _socket import socket as _socket
 from collections.abc import Sequence
 from contextlib import suppress
 from time import monotonic_ns
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, Union
 
+from gevent.monkey import get_original
 from greenlet import getcurrent
 
 from ._errors import error
@@ -61,11 +62,14 @@ from ._scheduler import (
 from ._time import check_deadline, expired
 
 __all__ = [
+    "FdOrSocket",
+    "SocketLike",
     "StreamSocket",
     "Watched",
     "accept_fd",
     "adopt_fd",
     "check_storage",
+    "close_fd",
     "close_in_order",
     "close_stream",
     "handle_from_fd",
@@ -81,6 +85,12 @@ _EV_WRITE = 2
 _LINGER_RESET = struct.pack("ii", 1, 0)
 # Received and dropped in chunks of at most this many bytes (brecvl's skips).
 _SKIP_CHUNK = 65536
+
+#: os.close as the kernel does it. Under monkey.patch_all(), gevent (25.8.1 and
+#: later) defers os.close to the loop's next iteration, and the fd number stays
+#: valid until then; libdill's rule is that an fd handed over is closed by the
+#: time the call returns.
+close_fd = get_original("os", "close")
 
 
 class Watched:
@@ -737,22 +747,48 @@ def accept_fd(listener: Watched, deadline: int, function: str) -> tuple[int, Any
         listener.wait_readable(deadline, function)
 
 
-def adopt_fd(fd: int, families: tuple[int, ...], listening: bool, function: str) -> Any:
+class SocketLike(Protocol):
+    """A socket object that tcp_fromfd and its kin take over, as they take an fd.
+
+    socket.socket (gevent's, under monkeypatching), _socket.socket, or any
+    object with these two methods.
+    """
+
+    def fileno(self) -> int: ...  # pragma: no cover (a protocol)
+
+    def close(self) -> None: ...  # pragma: no cover
+
+
+#: What the fromfd calls accept: an fd number or a socket object.
+FdOrSocket = Union[int, SocketLike]
+
+
+def adopt_fd(fd: FdOrSocket, families: tuple[int, ...], listening: bool, function: str) -> Any:
     """Check that fd is a stream socket of families in the right state; return it.
 
-    The socket is dup()ed and the fd number itself closed (libdill's rule):
-    the new handle owns the socket, and the caller's number is gone.
+    The socket is dup()ed and, once it passed the checks, the caller's is
+    closed (libdill's rule): the new handle owns the socket. An fd number is
+    closed at once; a socket object through its close(), which leaves it
+    closed (fileno() -1), wakes whoever waits on it (gevent's socket), and
+    leaves the socket itself open for as long as a makefile() object of it
+    is. When a check fails, the caller's fd or object is left as it was.
     """
-    if not isinstance(fd, int):
-        raise TypeError(f"{function}: fd is an int, not {type(fd).__name__}")
+    owner: Optional[SocketLike] = None
+    if isinstance(fd, int):
+        number = fd
+    elif callable(getattr(fd, "fileno", None)) and callable(getattr(fd, "close", None)):
+        owner = fd
+        number = fd.fileno()
+    else:
+        raise TypeError(f"{function}: fd is an int or a socket object, not {type(fd).__name__}")
     try:
-        copy = os.dup(fd)
+        copy = os.dup(number)
     except OSError as exc:
         raise syscall_error(exc, function) from None
     try:
         probe = _socket(fileno=copy)
     except OSError as exc:
-        os.close(copy)
+        close_fd(copy)
         if exc.errno == errno.ENOTSOCK:
             raise error(errno.EINVAL, function) from None
         raise syscall_error(exc, function) from None
@@ -769,11 +805,14 @@ def adopt_fd(fd: int, families: tuple[int, ...], listening: bool, function: str)
     except BaseException:
         probe.close()
         raise
-    os.close(fd)
+    if owner is None:
+        close_fd(number)
+    else:
+        owner.close()
     return probe
 
 
-def handle_from_fd(fd: int, mem: Watched, families: tuple[int, ...], function: str) -> int:
+def handle_from_fd(fd: FdOrSocket, mem: Watched, families: tuple[int, ...], function: str) -> int:
     """tcp_fromfd, ipc_listener_fromfd, ...: adopt fd (see adopt_fd) into mem, make its handle.
 
     A listener storage takes a listening socket, a connection storage a connected one.

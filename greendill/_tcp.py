@@ -24,6 +24,7 @@ from ._handles import lookup, new_handle
 from ._ipaddr import ipaddr
 from ._scheduler import Context, check_can_block, context
 from ._stream import (
+    FdOrSocket,
     StreamSocket,
     Watched,
     accept_fd,
@@ -298,17 +299,21 @@ def _connect(addr: Any, mem: tcp_storage, deadline: int, function: str) -> int:
 # Adopting existing sockets --------------------------------------------------------
 
 
-def tcp_fromfd(fd: int) -> int:
+def tcp_fromfd(fd: FdOrSocket) -> int:
     """Make a TCP connection of an existing connected TCP socket.
 
     The connection takes the socket over: fd itself is closed, and the
-    handle owns a duplicate of it.
+    handle owns a duplicate of it. fd may also be a socket object
+    (socket.socket, gevent's socket under monkeypatching): the object is
+    closed (its fileno() becomes -1) and the handle owns a duplicate of its
+    socket. If the call fails, fd is left open, number or object.
 
     Parameters:
-        fd: a connected AF_INET or AF_INET6 SOCK_STREAM socket's file descriptor.
+        fd: a connected AF_INET or AF_INET6 SOCK_STREAM socket's
+            file descriptor, or a socket object of one.
     Returns: the handle of the connection.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a connected TCP socket.
         EMFILE: the process has no file descriptor left.
@@ -318,11 +323,11 @@ def tcp_fromfd(fd: int) -> int:
     return handle_from_fd(fd, tcp_storage(), _FAMILIES, "tcp_fromfd")
 
 
-def tcp_fromfd_mem(fd: int, mem: tcp_storage) -> int:
+def tcp_fromfd_mem(fd: FdOrSocket, mem: tcp_storage) -> int:
     """Make a TCP connection of fd, as tcp_fromfd does, in mem.
 
     Parameters:
-        fd: a connected TCP socket's file descriptor.
+        fd: a connected TCP socket's file descriptor, or a socket object of one.
         mem: a tcp_storage() not in use.
     Returns: the handle of the connection.
     Errors:
@@ -336,16 +341,20 @@ def tcp_fromfd_mem(fd: int, mem: tcp_storage) -> int:
     )
 
 
-def tcp_listener_fromfd(fd: int) -> int:
+def tcp_listener_fromfd(fd: FdOrSocket) -> int:
     """Make a TCP listener of an existing listening TCP socket.
 
-    The listener takes the socket over: fd itself is closed.
+    The listener takes the socket over: fd itself is closed. fd may also be
+    a socket object (socket.socket, gevent's socket under monkeypatching):
+    the object is closed and the listener owns a duplicate of its socket.
+    If the call fails, fd is left open, number or object.
 
     Parameters:
-        fd: a listening AF_INET or AF_INET6 SOCK_STREAM socket's file descriptor.
+        fd: a listening AF_INET or AF_INET6 SOCK_STREAM socket's
+            file descriptor, or a socket object of one.
     Returns: the handle of the listener.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a listening TCP socket.
         EMFILE: the process has no file descriptor left.
@@ -355,11 +364,11 @@ def tcp_listener_fromfd(fd: int) -> int:
     return handle_from_fd(fd, tcp_listener_storage(), _FAMILIES, "tcp_listener_fromfd")
 
 
-def tcp_listener_fromfd_mem(fd: int, mem: tcp_listener_storage) -> int:
+def tcp_listener_fromfd_mem(fd: FdOrSocket, mem: tcp_listener_storage) -> int:
     """Make a TCP listener of fd, as tcp_listener_fromfd does, in mem.
 
     Parameters:
-        fd: a listening TCP socket's file descriptor.
+        fd: a listening TCP socket's file descriptor, or a socket object of one.
         mem: a tcp_listener_storage() not in use.
     Returns: the handle of the listener.
     Errors:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import random
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Callable
 
 import pytest
+from gevent.monkey import get_original
 
 import greendill as dill
+
+#: os.close at once. Under monkeypatching gevent defers os.close to the loop's
+#: next iteration, and a test that needs a closed fd number needs it closed now.
+close_fd = get_original("os", "close")
 
 # A bound for waits that must end long before it (never asserted as an upper
 # bound of time: it only keeps a broken test from hanging).
@@ -173,3 +181,29 @@ def end_stream(u: int) -> None:
             if exc.errno != errno.ENOTSUP:
                 raise
     dill.hclose(u)  # a user's stream over IPC: closing it ends it
+
+
+@functools.cache
+def patch_all_failure() -> str:
+    """Why gevent.monkey.patch_all() cannot run in a fresh interpreter here ("" if it can).
+
+    gevent 20.12 (the oldest supported) loads its patch plugins through
+    setuptools' pkg_resources, which fails in an environment without a
+    working one: the tests that patch a fresh interpreter skip there.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", "from gevent import monkey; monkey.patch_all()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return ""
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def skip_unless_patch_all_works() -> None:
+    failure = patch_all_failure()
+    if failure:
+        pytest.skip(f"gevent's patch_all() fails in this environment: {failure}")

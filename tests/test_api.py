@@ -24,6 +24,7 @@ from greendill import (
     _iface,
     _ipaddr,
     _ipc,
+    _legacy,
     _mmipc,
     _prefix,
     _seqpacket,
@@ -47,6 +48,7 @@ IMPLEMENTED = {
     "tcp",
     "term",
     "udp",
+    "legacy",
 }
 PRIVATE_MODULES = [
     _channels,
@@ -60,6 +62,7 @@ PRIVATE_MODULES = [
     _mmipc,
     _prefix,
     _seqpacket,
+    _legacy,
     _suffix,
     _tcp,
     _term,

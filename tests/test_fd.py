@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from helpers import close_fd
 
 import greendill as dill
 
@@ -87,8 +88,8 @@ def test_fdout_waits_for_room(pair: tuple[socket.socket, socket.socket]) -> None
 @pytest.mark.parametrize("wait", [dill.fdin, dill.fdout])
 def test_fd_ebadf(wait: object) -> None:
     r, w = os.pipe()
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
     for fd in (r, -1):
         with pytest.raises(OSError) as info:
             wait(fd, 0)  # type: ignore[operator]

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Union
 
 import gevent
 import pytest
+from gevent.monkey import get_original
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -62,9 +63,12 @@ def has_ipv6_loopback() -> bool:
 def slow_system_resolver(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Make every getaddrinfo of the OS take `seconds` longer (blocking its thread)."""
     original = _socket.getaddrinfo
+    # The real sleep: under monkeypatching time.sleep would make a hub in
+    # the resolver's thread (and a loop whose fds outlive the test).
+    sleep = get_original("time", "sleep")
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(seconds)
+        sleep(seconds)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(_socket, "getaddrinfo", slow)

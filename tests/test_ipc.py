@@ -38,6 +38,7 @@ from typing import Any, Callable
 import pytest
 from helpers import (
     assert_canceled,
+    close_fd,
     close_results,
     finish,
     in_canceled_coroutine,
@@ -1285,8 +1286,8 @@ def test_fromfd_of_a_non_socket_leaks_no_fd() -> None:
 
 def test_fromfd_ebadf() -> None:
     r, w = os.pipe()
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
     with raises_errno(errno.EBADF):
         dill.ipc_fromfd(r)
     with raises_errno(errno.EBADF):
@@ -1576,7 +1577,7 @@ def test_sendfd_einval_ebadf_enotsup(tmp_path: Path) -> None:
         with raises_errno(errno.EINVAL):
             dill.ipc_sendfd(a, -1)
         closed = os.dup(w)  # a number that is not open any more
-        os.close(closed)
+        close_fd(closed)
         with raises_errno(errno.EBADF):
             dill.ipc_sendfd(a, closed)
         for h in (ls, ch0):

@@ -34,6 +34,7 @@ import pytest
 from helpers import (
     SAFETY_MS,
     assert_canceled,
+    close_fd,
     finish,
     in_canceled_coroutine,
     raises_errno,
@@ -83,7 +84,7 @@ def no_fd_left() -> Iterator[None]:
         yield
     finally:
         for fd in fillers:
-            os.close(fd)
+            close_fd(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
@@ -801,7 +802,7 @@ def test_einval_for_none_readonly_buffers_negative_max_and_too_many_fds() -> Non
         _, msg = recv(b, num_fds_max=253)
         assert len(msg.fds) == 253
         for fd in [*msg.fds, r, w]:
-            os.close(fd)
+            close_fd(fd)
 
 
 def test_einval_for_an_fd_that_is_not_a_seqpacket_socket() -> None:
@@ -820,8 +821,8 @@ def test_enotsock_ebadf_enotconn() -> None:
         send(w, b"x")
     with raises_errno(errno.ENOTSOCK):
         recv(r, deadline=0)
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
     with raises_errno(errno.EBADF):
         send(r, b"x")  # closed
     with raises_errno(errno.EBADF):
@@ -853,7 +854,7 @@ def test_mm_close_ebadf_and_foreign_fds() -> None:
 
 def test_an_fd_closed_without_mm_close_and_reused_gets_fresh_state() -> None:
     a, b = dill.mm_ipc_connected_pair()
-    os.close(a)  # not mm_close: greendill's state for a is stale
+    close_fd(a)  # not mm_close: greendill's state for a is stale
     c, d = dill.mm_ipc_connected_pair()  # one of them likely reuses a's number
     send(c, b"fresh")
     assert recv(d)[0] == b"fresh"
@@ -906,7 +907,7 @@ def test_pass_a_pipe_end_a_file_and_an_ipc_endpoint_both_ways() -> None:
         os.write(w, b"mine")
         assert os.read(r, 4) == b"mine"
         for fd in [pw, pf, *msg.fds]:
-            os.close(fd)
+            close_fd(fd)
         dill.mm_close(pe)
         for fd in (r, w, e1, e2):
             dill.mm_close(fd)
@@ -926,9 +927,9 @@ def test_fds_beyond_num_fds_max_are_closed_and_msg_ctrunc_set(num_fds_max: int) 
         extra = set(open_fds()) - before
         assert extra == set(msg.fds)  # the others were closed
         for fd in msg.fds:
-            os.close(fd)
-    os.close(r)
-    os.close(w)
+            close_fd(fd)
+    close_fd(r)
+    close_fd(w)
 
 
 def test_fds_come_with_an_empty_datagram() -> None:
@@ -937,9 +938,9 @@ def test_fds_come_with_an_empty_datagram() -> None:
         send(a, b"", [w])
         data, msg = recv(b, num_fds_max=1)
         assert data == b"" and len(msg.fds) == 1
-        os.close(msg.fds[0])
-    os.close(r)
-    os.close(w)
+        close_fd(msg.fds[0])
+    close_fd(r)
+    close_fd(w)
 
 
 def test_fds_to_and_from_stdlib_send_fds_recv_fds() -> None:
@@ -952,14 +953,14 @@ def test_fds_to_and_from_stdlib_send_fds_recv_fds() -> None:
     assert data == b"from the stdlib" and len(msg.fds) == 1
     os.write(msg.fds[0], b"1")
     assert os.read(r, 1) == b"1"
-    os.close(msg.fds[0])
+    close_fd(msg.fds[0])
     send(fd, b"to the stdlib", [r])
     got, fds, flags, _ = socket.recv_fds(theirs, 100, 4)
     assert got == b"to the stdlib" and len(fds) == 1 and flags == 0
     os.write(w, b"2")
     assert os.read(fds[0], 1) == b"2"
     for f in (*fds, r, w):
-        os.close(f)
+        close_fd(f)
     theirs.close()
     dill.mm_close(fd)
 
@@ -1067,7 +1068,7 @@ def test_a_stdlib_peer_in_a_thread_passes_fds() -> None:
             msg, fds, _, _ = socket.recv_fds(s, 100, 2)
             assert msg == b"and one for you" and len(fds) == 1
             os.write(fds[0], b"T")
-            os.close(fds[0])
+            close_fd(fds[0])
             s.close()
         except BaseException as exc:
             failures.append(exc)
@@ -1079,14 +1080,14 @@ def test_a_stdlib_peer_in_a_thread_passes_fds() -> None:
         data, msg = recv(s, num_fds_max=1)
         assert data == b"fd for you"
         send(s, b"and one for you", msg.fds)
-        os.close(msg.fds[0])
+        close_fd(msg.fds[0])
         while thread.is_alive():
             dill.msleep(dill.now() + 5)
         assert not failures, failures
         assert os.read(r, 1) == b"T"
         dill.mm_close(s)
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
 
 
 # The example ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from helpers import (
     SAFETY_MS,
     assert_canceled,
+    close_fd,
     finish,
     in_canceled_coroutine,
     raises_errno,
@@ -252,8 +253,8 @@ def test_fromfd_of_a_stdlib_socket_and_its_errnos(tmp_path: Path) -> None:
         wrong.close()
     with raises_errno(errno.EINVAL):
         dill.ipc_seqpacket_fromfd(r)
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
     stream_b.close()
     with raises_errno(errno.EBADF):
         dill.ipc_seqpacket_fromfd(r)
@@ -393,7 +394,7 @@ def test_sendmsg_recvmsg_pass_fds_on_handles() -> None:
     assert not os.get_inheritable(got)
     os.write(got, b"ok")
     assert os.read(r, 2) == b"ok"
-    os.close(got)
+    close_fd(got)
     # Truncation is not an error here, and breaks nothing.
     dill.msend(a, b"plain")
     assert dill.mrecv(b, 10) == b"plain"
@@ -413,8 +414,8 @@ def test_sendmsg_recvmsg_pass_fds_on_handles() -> None:
         dill.ipc_seqpacket_recvmsg(b, dill.mm_ipc_msg([bytearray(1)]), dill.now() + 10)
     with raises_errno(errno.ECONNRESET):  # latched by the timeout
         dill.ipc_seqpacket_recvmsg(b, dill.mm_ipc_msg([bytearray(1)]), 0)
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
     close_all(a, b)
 
 

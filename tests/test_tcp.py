@@ -43,6 +43,7 @@ from typing import Any, Callable
 import pytest
 from helpers import (
     assert_canceled,
+    close_fd,
     close_results,
     finish,
     in_canceled_coroutine,
@@ -1969,8 +1970,8 @@ def test_fromfd_of_a_non_socket_leaks_no_fd() -> None:
 
 def test_fromfd_ebadf_and_type_error() -> None:
     r, w = os.pipe()
-    os.close(r)
-    os.close(w)
+    close_fd(r)
+    close_fd(w)
     for call in (dill.tcp_fromfd, dill.tcp_listener_fromfd):
         with raises_errno(errno.EBADF):
             call(r)

@@ -13,6 +13,14 @@ in a conftest.py. A test that means to leave something open is marked
 `check_bsock` and `check_msock` check that a pair of sockets keeps the
 byte-stream or message contract: run them on your own protocol layer (see
 docs/layers.md).
+
+A suite that must work with and without gevent's monkeypatching runs twice:
+plainly, and with `-p greendill.testing.patched`, which patches before any
+test module is imported. `monkeypatched()` tells a test which run it is in,
+and the markers `greendill_patched_only(reason)` and
+`greendill_unpatched_only(reason)` skip a test that makes sense in one run
+only. `run_in_os_thread` runs a function in a real OS thread in both runs
+(under patching, `threading.Thread` makes a greenlet, not a thread).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from ._check_sockets import (
     check_msock,
 )
 from ._leaks import Snapshot, check_no_leaks, snapshot
+from ._modes import monkeypatched, run_in_os_thread
 
 __all__ = [
     "LATCH_ANY",
@@ -34,5 +43,7 @@ __all__ = [
     "check_bsock",
     "check_msock",
     "check_no_leaks",
+    "monkeypatched",
+    "run_in_os_thread",
     "snapshot",
 ]
