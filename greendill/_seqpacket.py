@@ -217,9 +217,9 @@ class BorrowedSocket(_socket):
 
     def __del__(self) -> None:
         # No contextlib here: at interpreter exit module globals may be gone.
-        try:
+        try:  # noqa: SIM105
             self.detach()
-        except OSError:  # noqa: SIM105
+        except OSError:
             pass
 
 
