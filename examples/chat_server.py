@@ -42,16 +42,9 @@ MAX_LINE = 4096
 FAN_OUT_MS = 1000  # how long a line waits for a slow client's writer
 
 
-def recv_line(s: int) -> str:
-    """Read one line (without its b"\\n"); brecv returns exactly what it is asked for."""
-    line = bytearray()
-    while True:
-        byte = dill.brecv(s, 1)
-        if byte == b"\n":
-            return line.decode("utf-8", "replace").rstrip("\r")
-        line += byte
-        if len(line) > MAX_LINE:
-            raise ValueError("line too long")
+def recv_line(lines: int) -> str:
+    """Read one line from a suffix socket (EMSGSIZE beyond MAX_LINE bytes)."""
+    return dill.mrecv(lines, MAX_LINE).decode("utf-8", "replace").rstrip("\r")
 
 
 # The room: the one coroutine that knows who is in the chat -------------------------
@@ -93,11 +86,11 @@ def fan_out(members: dict[int, str], line: str, skip: Optional[int] = None) -> N
 # A client: a reader and a writer coroutine ---------------------------------------------
 
 
-def writer(s: int, inbox: int) -> None:
+def writer(lines: int, inbox: int) -> None:
     """Send the lines of inbox to the client; after a failure, keep taking them."""
     try:
         while True:
-            dill.bsend(s, dill.chrecv(inbox).encode() + b"\n")
+            dill.msend(lines, dill.chrecv(inbox).encode())
     except dill.Canceled:
         raise
     except OSError:
@@ -107,18 +100,20 @@ def writer(s: int, inbox: int) -> None:
 
 def client(s: int, join: int, say: int, leave: int) -> None:
     """Read the client's name, then its lines, until it leaves."""
+    # Messages are lines: the suffix layer frames them, both ways.
+    lines = dill.suffix_attach(s, b"\n")
     inbox_recv, inbox_send = dill.chmake()
-    writing = dill.go(writer, s, inbox_recv)
+    writing = dill.go(writer, lines, inbox_recv)
     joined = False
     try:
-        name = recv_line(s).strip() or "anonymous"
+        name = recv_line(lines).strip() or "anonymous"
         dill.chsend(join, (inbox_send, name))
         joined = True
         while True:
-            dill.chsend(say, (inbox_send, recv_line(s)))
+            dill.chsend(say, (inbox_send, recv_line(lines)))
     except dill.Canceled:
         raise  # the server is stopping
-    except (OSError, ValueError):
+    except OSError:
         pass  # the client left (EPIPE), its connection broke, or its line was too long
     finally:
         if joined:
@@ -128,7 +123,7 @@ def client(s: int, join: int, say: int, leave: int) -> None:
         dill.hclose(writing)
         dill.hclose(inbox_send)
         dill.hclose(inbox_recv)
-        dill.hclose(s)
+        dill.hclose(lines)  # and the connection below
 
 
 def accept_loop(ls: int, clients: int, channels: tuple[int, int, int]) -> None:

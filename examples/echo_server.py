@@ -4,13 +4,14 @@ What it shows:
 
 - Straight-line, blocking-style code: each connection is served by a plain
   loop (read a line, send it back) in a coroutine of its own, started with
-  bundle_go into one bundle that holds every connection.
+  bundle_go into one bundle that holds every connection. Lines are messages
+  of the suffix layer over the TCP connection.
 - Graceful shutdown in libdill's structured way. On SIGTERM (or Ctrl-C):
   1. stop accepting: the accept loop is canceled and the listener closed,
      so new clients are refused;
   2. give the open connections a deadline to finish (bundle_wait with
      now() + --grace-ms): a client that closes in time ends normally;
-  3. cancel the rest (hclose of the bundle): the brecv each of them waits
+  3. cancel the rest (hclose of the bundle): the mrecv each of them waits
      in raises Canceled, its handler closes its connection at once (hclose:
      the client sees a reset, as with libdill), and hclose of the bundle
      returns once every one has ended.
@@ -40,35 +41,29 @@ import greendill as dill
 MAX_LINE = 64 * 1024
 
 
-def recv_line(s: int) -> bytes:
-    """Read up to and including b"\\n" (brecv returns exactly what it is asked for)."""
-    line = bytearray()
-    while not line.endswith(b"\n"):
-        line += dill.brecv(s, 1)
-        if len(line) > MAX_LINE:
-            raise ValueError("line too long")
-    return bytes(line)
-
-
 def serve(s: int, who: str, active: set[str]) -> None:
     """Echo lines until the client closes its side; then close in order."""
     active.add(who)
+    # Messages are lines: the suffix layer frames them (EMSGSIZE past MAX_LINE).
+    lines = top = dill.suffix_attach(s, b"\n")
     try:
         while True:
             try:
-                line = recv_line(s)
+                line = dill.mrecv(lines, MAX_LINE)
             except BrokenPipeError:  # EPIPE: the client has closed its side
                 break
-            dill.bsend(s, line)
-        dill.tcp_close(s, dill.now() + 1000)  # done, then the client's close
+            dill.msend(lines, line)
+        top = dill.suffix_detach(lines)
+        dill.tcp_close(top, dill.now() + 1000)  # done, then the client's close
         print(f"{who}: finished", flush=True)
     except dill.Canceled:
         print(f"{who}: canceled at shutdown", flush=True)
-        dill.hclose(s)
+        dill.hclose(top)
         raise  # how a canceled coroutine ends
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         print(f"{who}: {exc}", flush=True)
-        dill.hclose(s)
+        with suppress(OSError):  # tcp_close closes even when it fails
+            dill.hclose(top)
     finally:
         active.discard(who)
 

@@ -10,7 +10,11 @@ Beyond libdill: a message too long for the field is EMSGSIZE at the sender,
 which sends nothing and stays usable (C truncates the size silently and the
 peer reads garbage). Like libdill, every other failure breaks its direction
 for good: a failed msend makes later ones fail with ECONNRESET, and a failed
-mrecv (end of stream, EMSGSIZE, a timeout...) later mrecvs.
+mrecv (EMSGSIZE, a timeout, the end of the stream in the middle of a
+message...) later mrecvs. The end of the stream between two messages is the
+peer's orderly end, not a failure: mrecv fails with EPIPE from then on, as
+TCP's brecv does, and prefix_detach still gives the stream back, so that it
+can be closed in order (libdill latches it as a failure: ECONNRESET).
 """
 
 from __future__ import annotations
@@ -162,6 +166,7 @@ class prefix_storage(FramingLayer):
         self.begin_recv("mrecv")
         self.rbusy = True
         generation = self.generation
+        mark = self.reader.taken
         try:
             reader = self.reader
             size = self._recv_size(maxlen, deadline, "mrecv")
@@ -173,9 +178,9 @@ class prefix_storage(FramingLayer):
             if got < size:
                 self.lower.brecv_into(memoryview(message)[got:], deadline)
             return bytes(message)
-        except BaseException:
+        except BaseException as exc:
             if self.generation == generation:
-                self.inerr = True
+                self.recv_failed(exc, mark)
             raise
         finally:
             if self.generation == generation:
@@ -191,15 +196,16 @@ class prefix_storage(FramingLayer):
         room = sum(i if isinstance(i, int) else i.nbytes for i in items) if items else -1
         self.rbusy = True
         generation = self.generation
+        mark = self.reader.taken
         try:
             size = self._recv_size(room, deadline, "mrecvl")
             if size <= CHUNK:
                 self.reader.fill(size, deadline)
             self.reader.scatter(items, size, deadline)
             return size
-        except BaseException:
+        except BaseException as exc:
             if self.generation == generation:
-                self.inerr = True
+                self.recv_failed(exc, mark)
             raise
         finally:
             if self.generation == generation:

@@ -40,7 +40,7 @@ class ReadAhead:
     give_back returns what the layer did not use.
     """
 
-    __slots__ = ("buf", "end", "lower", "readahead", "start")
+    __slots__ = ("buf", "end", "lower", "readahead", "start", "taken")
 
     def __init__(self, lower: Any) -> None:
         self.lower = lower
@@ -50,6 +50,14 @@ class ReadAhead:
         # Allocated at the first read: an idle connection costs no buffer.
         self.buf = bytearray()
         self.start = self.end = 0
+        #: How many bytes the layer has used so far (taken, skipped, or
+        #: scattered): a layer compares it to tell whether a failure came
+        #: between two messages or in the middle of one.
+        self.taken = 0
+
+    def at_boundary(self, mark: int) -> bool:
+        """Whether nothing was used since taken was mark, and nothing waits to be."""
+        return self.taken == mark and self.end == self.start
 
     def available(self) -> int:
         """How many received bytes wait to be used."""
@@ -90,6 +98,7 @@ class ReadAhead:
         """Remove the first size available bytes and return them."""
         start = self.start
         self.start = start + size
+        self.taken += size
         data = bytes(self.buf[start : start + size])
         if self.start == self.end:
             self.start = self.end = 0
@@ -101,6 +110,7 @@ class ReadAhead:
         start = self.start
         view[:size] = self.buf[start : start + size]
         self.start = start + size
+        self.taken += size
         if self.start == self.end:
             self.start = self.end = 0
         return size
@@ -123,17 +133,20 @@ class ReadAhead:
                 self.skip(here)
                 if n > here:
                     lower.brecvl((n - here,), deadline)
+                    self.taken += n - here
             else:
                 view = item[: min(item.nbytes, size)]
                 n = view.nbytes
                 here = self.take_into(view)
                 if n > here:
                     lower.brecv_into(view[here:], deadline)
+                    self.taken += n - here
             size -= n
 
     def skip(self, size: int) -> None:
         """Drop the first size available bytes."""
         self.start += size
+        self.taken += size
         if self.start == self.end:
             self.start = self.end = 0
 
@@ -150,6 +163,7 @@ class FramingLayer(msock_vfs):
 
     __slots__ = (
         "generation",
+        "indone",
         "inerr",
         "is_open",
         "lower",
@@ -175,8 +189,9 @@ class FramingLayer(msock_vfs):
         # message goes straight to it.
         self.lower = lower
         self.reader = ReadAhead(lower)
-        # libdill's flags: a call in progress (EBUSY), a broken direction (ECONNRESET).
-        self.inerr = self.outerr = self.rbusy = self.sbusy = False
+        # libdill's flags: a call in progress (EBUSY), the peer's end seen
+        # (EPIPE), a broken direction (ECONNRESET).
+        self.indone = self.inerr = self.outerr = self.rbusy = self.sbusy = False
         self.generation += 1
         self.is_open = True
 
@@ -199,15 +214,32 @@ class FramingLayer(msock_vfs):
         """The guards of a receive, in libdill's order."""
         if self.rbusy:
             raise error(errno.EBUSY, function)
+        if self.indone:
+            raise error(errno.EPIPE, function)
         if self.inerr:
             raise error(errno.ECONNRESET, function)
+
+    def recv_failed(self, exc: BaseException, mark: int) -> None:
+        """Latch the receiving side after a receive that began with reader.taken == mark failed.
+
+        The end of the stream between two messages is the peer's orderly
+        end: EPIPE from now on, as TCP's, and detach is still allowed (so
+        that the connection below can be closed in order). Any other
+        failure, the end in the middle of a message included, breaks the
+        receiving side: ECONNRESET from now on.
+        """
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE and self.reader.at_boundary(mark):
+            self.indone = True
+        else:
+            self.inerr = True
 
 
 def detach_framing(s: int, type: object, function: str) -> int:
     """prefix_detach and suffix_detach: give back the bytes read ahead, and the socket below.
 
     EBUSY (s stays open) while a call is in progress; ECONNRESET, closing
-    the whole stack, if a direction is broken.
+    the whole stack, if a direction is broken (the peer's orderly end is
+    not a break).
     """
     c = context()
     obj: FramingLayer = layer_object(c, s, type, function)

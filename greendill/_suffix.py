@@ -12,7 +12,10 @@ truncates it silently and returns the full size), and a message that would
 not come out whole at the other end, because the suffix appears in it, or
 its end and the suffix form one earlier, is EINVAL at the sender, which
 sends nothing and stays usable (C sends it, and the peer reads it in
-pieces). Every other failure breaks its direction for good, as in libdill.
+pieces). Every other failure breaks its direction for good, as in libdill,
+but for the end of the stream between two messages: the peer's orderly end,
+EPIPE from then on, after which suffix_detach still gives the stream back
+(as prefix does; libdill latches it as a failure).
 """
 
 from __future__ import annotations
@@ -143,14 +146,15 @@ class suffix_storage(FramingLayer):
         self.begin_recv("mrecv")
         self.rbusy = True
         generation = self.generation
+        mark = self.reader.taken
         try:
             size = self._find_end(maxlen, deadline, "mrecv")
             message = self.reader.take(size)
             self.reader.skip(len(self.suffix))
             return message
-        except BaseException:
+        except BaseException as exc:
             if self.generation == generation:
-                self.inerr = True
+                self.recv_failed(exc, mark)
             raise
         finally:
             if self.generation == generation:
@@ -164,6 +168,7 @@ class suffix_storage(FramingLayer):
         items = recv_items(buffers, "mrecvl")
         self.rbusy = True
         generation = self.generation
+        mark = self.reader.taken
         try:
             if not items:
                 return self._drop(deadline)
@@ -172,9 +177,9 @@ class suffix_storage(FramingLayer):
             self.reader.scatter(items, size, deadline)
             self.reader.skip(len(self.suffix))
             return size
-        except BaseException:
+        except BaseException as exc:
             if self.generation == generation:
-                self.inerr = True
+                self.recv_failed(exc, mark)
             raise
         finally:
             if self.generation == generation:

@@ -256,7 +256,9 @@ def test_mrecv_emsgsize_latches_the_receiving_side(pair: tuple[int, int], comple
         dill.hclose(a)
 
 
-def test_mrecv_epipe_at_the_end_then_econnreset(pair: tuple[int, int]) -> None:
+def test_mrecv_epipe_at_the_end_stays_epipe_and_detach_gives_the_stream_back(
+    pair: tuple[int, int],
+) -> None:
     a, b = dill.suffix_attach(pair[0], CRLF), dill.suffix_attach(pair[1], CRLF)
     dill.msend(a, b"last")
     u = dill.suffix_detach(a)
@@ -265,12 +267,32 @@ def test_mrecv_epipe_at_the_end_then_econnreset(pair: tuple[int, int]) -> None:
         assert dill.mrecv(b, 10, soon()) == b"last"
         with raises_errno(errno.EPIPE):
             dill.mrecv(b, 10, soon())
-        with raises_errno(errno.ECONNRESET):
-            dill.mrecv(b, 10, soon())
+        with raises_errno(errno.EPIPE):
+            dill.mrecvl(b, [], soon())
+        ub = dill.suffix_detach(b)
+        with raises_errno(errno.EPIPE):
+            dill.brecv(ub, 1, soon())
+        dill.hclose(ub)
     finally:
-        dill.hclose(b)
         with suppress(OSError):
             dill.hclose(u)  # still open unless end_stream closed it
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_mrecv_epipe_in_the_middle_of_a_message_breaks_receiving(drop: bool) -> None:
+    with greendill_and_plain_socket() as (h, peer):
+        s = dill.suffix_attach(h, CRLF)
+        peer.sendall(b"no end in sight" * 1000)
+        peer.shutdown(socket.SHUT_WR)
+        with raises_errno(errno.EPIPE):
+            if drop:
+                dill.mrecvl(s, [], soon())
+            else:
+                dill.mrecv(s, 100_000, soon())
+        with raises_errno(errno.ECONNRESET):
+            dill.mrecv(s, 100, soon())
+        with raises_errno(errno.ECONNRESET):
+            dill.suffix_detach(s)
 
 
 def test_mrecv_etimedout_latches_receiving_not_sending(pair: tuple[int, int]) -> None:

@@ -39,8 +39,9 @@ __all__ = ["LATCH_ANY", "LATCH_DIRECTION", "LATCH_NONE", "check_bsock", "check_m
 #: of the stream, whose EPIPE stays EPIPE. The other direction goes on.
 LATCH_DIRECTION = "direction"
 #: Latching as PREFIX and SUFFIX do it: every failed call breaks its
-#: direction, the end of the stream (EPIPE) and EMSGSIZE included: later
-#: calls in that direction fail with ECONNRESET.
+#: direction, EMSGSIZE included (later calls in that direction fail with
+#: ECONNRESET), except the end of the stream between two messages, whose
+#: EPIPE stays EPIPE.
 LATCH_ANY = "any"
 #: No latching, as UDP and TERM (over a socket that does not latch): a
 #: failed call leaves the socket as it was, and the next one is tried afresh.
@@ -708,14 +709,10 @@ def _ready_when_canceled(kit: _Kit) -> None:
     kit.expect(a, out, kit.later(), "the data sent in the canceled coroutine")
 
 
-def _after_eof(kit: _Kit) -> set[int]:
-    return {errno.ECONNRESET} if kit.latching == LATCH_ANY else {errno.EPIPE}
-
-
 @_rule(
     "done",
     "after done, sends and a second done fail with EPIPE; the peer receives everything sent"
-    " before, then EPIPE (ECONNRESET later with latching 'any'); the other direction works on",
+    " before, then EPIPE for good; the other direction works on",
     applies=lambda kit: kit.done is not None,
 )
 def _done(kit: _Kit) -> None:
@@ -744,7 +741,7 @@ def _done(kit: _Kit) -> None:
     else:
         kit.expect(p.b, second, kit.later(), "the last data sent before done")
         kit.fails({errno.EPIPE}, "a receive after the peer's done", kit.recv, p.b, 64, kit.later())
-    kit.fails(_after_eof(kit), "a later receive after the end", kit.recv, p.b, 64, kit.later())
+    kit.fails({errno.EPIPE}, "a later receive after the end", kit.recv, p.b, 64, kit.later())
     with _wrapped("a send towards the side that is done"):
         kit.send(p.b, back, kit.later())
     kit.expect(p.a, back, kit.later(), "receiving on the side that is done (half-close)")
