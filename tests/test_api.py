@@ -21,12 +21,15 @@ from greendill import (
     _errors,
     _fd,
     _handles,
+    _happyeyeballs,
+    _http,
     _iface,
     _ipaddr,
     _ipc,
     _mmipc,
     _prefix,
     _seqpacket,
+    _socks5,
     _suffix,
     _tcp,
     _term,
@@ -37,12 +40,15 @@ from greendill import (
 # Sections of api_names.txt that greendill implements so far.
 IMPLEMENTED = {
     "core",
+    "happyeyeballs",
+    "http",
     "iface",
     "ipaddr",
     "ipc",
     "mmipc",
     "prefix",
     "seqpacket",
+    "socks5",
     "suffix",
     "tcp",
     "term",
@@ -65,6 +71,10 @@ PRIVATE_MODULES = [
     _term,
     _time,
     _udp,
+    # Issue 7.
+    _happyeyeballs,
+    _http,
+    _socks5,
 ]
 
 
