@@ -15,7 +15,8 @@ rules, and libdill's numbers for them:
   ready, the other one's address is taken and the preference stays.
 - Connection attempt delay: the next attempt starts 300 ms after the
   coordinator began waiting for the previous address (so at once, on
-  arrival, when that wait was longer). RFC 8305 recommends 250 ms.
+  arrival, when that wait was longer); for the first address, after the
+  resolution delay's wait. RFC 8305 recommends 250 ms.
 
 Beyond libdill:
 - When every attempt so far has failed, the next address is tried at once
@@ -173,6 +174,8 @@ class _Race:
                     and now() < start + RESOLUTION_DELAY
                 ):
                     self.wait(start + RESOLUTION_DELAY, deadline)
+                    # libdill counts the first pause from the end of this wait.
+                    waiting_since = now()
                     continue
                 family = prefer if queues[prefer] else _other(prefer)
                 if queues[family]:
