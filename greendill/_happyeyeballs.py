@@ -60,7 +60,8 @@ ATTEMPT_DELAY = 300
 #: The most addresses used per family (libdill's).
 MAX_ADDRESSES = 10
 
-_V6, _V4 = socket.AF_INET6, socket.AF_INET
+_V6: int = socket.AF_INET6
+_V4: int = socket.AF_INET
 
 
 def _other(family: int) -> int:
@@ -158,7 +159,7 @@ class _Race:
         start = now()
         bundle_go(self.bundle, _lookup, name, port, _V6, self.outbox)
         bundle_go(self.bundle, _lookup, name, port, _V4, self.outbox)
-        prefer = _V6
+        prefer: int = _V6
         first = True
         while True:
             waiting_since = now()

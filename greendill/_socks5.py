@@ -482,7 +482,7 @@ def socks5_proxy_recvcommand(s: int, deadline: int = -1) -> tuple[int, ipaddr]:
     try:
         addr = ipaddr_remote(host, port, IPADDR_PREF_IPV4, deadline)
     except OSError as exc:
-        raise error(exc.errno, function, host) from exc
+        raise error(exc.errno or errno.EADDRNOTAVAIL, function, host) from exc
     return command, addr
 
 

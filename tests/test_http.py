@@ -15,8 +15,6 @@ from __future__ import annotations
 import errno
 import http.client
 import http.server
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -717,17 +715,6 @@ def serve_one(ls: int, reply: bytes) -> dict[str, Any]:
     dill.bsend(u, reply, soon())
     dill.tcp_close(u, soon())  # done, then wait for the client to close
     return {"command": command, "resource": resource, "fields": fields, "body": body}
-
-
-@pytest.fixture
-def curl() -> str:
-    """The path of curl, the real HTTP client of these tests (skip locally, fail in CI)."""
-    path = shutil.which("curl")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("curl is not installed (.ci/run installs it)")
-        pytest.skip("curl is not installed")
-    return path
 
 
 def wait_for_exit(proc: subprocess.Popen[bytes]) -> int:

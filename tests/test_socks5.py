@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -537,17 +536,6 @@ def test_every_reply_reaches_a_greendill_client(reply: int) -> None:
 
 
 # The real peer: curl through examples/socks5_proxy.py ------------------------------------
-
-
-@pytest.fixture
-def curl() -> str:
-    """The path of curl, the real SOCKS5 client of these tests (skip locally, fail in CI)."""
-    path = shutil.which("curl")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("curl is not installed (.ci/run installs it)")
-        pytest.skip("curl is not installed")
-    return path
 
 
 @contextmanager
