@@ -203,6 +203,33 @@ def test_layer_on_arbitrary_bytes_ends_with_a_documented_errno(
         pytest.fail("more results than lines")
 
 
+def test_libdill_http_test_ported() -> None:
+    # libdill's tests/http.c, line for line.
+    a, b = dill.ipc_pair()
+    p0, p1 = dill.http_attach(a), dill.http_attach(b)
+    dill.http_sendrequest(p0, "GET", "/a/b/c")
+    assert dill.http_recvrequest(p1) == ("GET", "/a/b/c")
+    for name, value in [("foo", "bar"), ("baz", "quux"), ("Date", "Tue, 15 Nov 1994 08:12:31 GMT")]:
+        dill.http_sendfield(p0, name, value)
+        assert dill.http_recvfield(p1) == (name, value)
+    with raises_errno(errno.EINVAL):
+        dill.http_sendfield(p0, "invalid field name ", "bar")
+    for value in ("  rpad", "lpad  ", "  both pad  "):
+        dill.http_sendfield(p0, "valid-field-name", value)
+        assert dill.http_recvfield(p1) == ("valid-field-name", value.strip())
+    dill.http_done(p0)
+    with raises_errno(errno.EPIPE):
+        dill.http_recvfield(p1)
+    dill.http_sendstatus(p1, 200, "OK")
+    dill.http_sendfield(p1, "one", "two")
+    dill.http_done(p1)
+    assert dill.http_recvstatus(p0) == (200, "OK")
+    assert dill.http_recvfield(p0) == ("one", "two")
+    with raises_errno(errno.EPIPE):
+        dill.http_recvfield(p0)
+    close_all(dill.http_detach(p1), dill.http_detach(p0))
+
+
 # The wire layout (libdill's, byte for byte) -------------------------------------------
 
 
