@@ -207,12 +207,12 @@ def test_ipv6_answering_within_the_resolution_delay_goes_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with listeners([], ["::1", "127.0.0.2"]) as port, raises_errno(errno.ETIMEDOUT):
-        rec = Recorder(monkeypatch, {V6: (25, ["::1"]), V4: (0, ["127.0.0.2"])})
+        rec = Recorder(monkeypatch, {V6: (10, ["::1"]), V4: (0, ["127.0.0.2"])})
         dill.happyeyeballs_connect("dual", port, rec.start + 400)
     (first, t1), (second, t2) = rec.attempts()
     assert (first, second) == ("::1", "127.0.0.2")
-    assert t1 >= 25  # IPv4 answered at once, and still waited for IPv6
-    assert t2 >= 25 + _happyeyeballs.ATTEMPT_DELAY
+    assert t1 >= 10  # IPv4 answered at once, and still waited for IPv6
+    assert t2 >= 10 + _happyeyeballs.ATTEMPT_DELAY
 
 
 def test_ipv4_goes_first_once_the_resolution_delay_is_over(
@@ -230,6 +230,9 @@ def test_ipv4_goes_first_once_the_resolution_delay_is_over(
 
 def test_families_alternate_and_attempts_are_spaced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_happyeyeballs, "ATTEMPT_DELAY", 100)
+    # Both families answer at once: a long resolution delay only keeps a
+    # slow machine from taking IPv4 first.
+    monkeypatch.setattr(_happyeyeballs, "RESOLUTION_DELAY", 1000)
     v6 = ["::1", "::ffff:127.0.0.2"]
     v4 = ["127.0.0.3", "127.0.0.4", "127.0.0.5"]
     silent = ["::1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
@@ -258,12 +261,14 @@ def test_the_other_family_fills_in_and_the_preference_stays(
 ) -> None:
     # IPv4 answers late: while it has nothing, IPv6 goes on, and IPv4 is
     # still the preferred family when its address comes (libdill's test11).
-    monkeypatch.setattr(_happyeyeballs, "ATTEMPT_DELAY", 100)
+    # Attempts every 200 ms; IPv4 answers at 300, between the second and third.
+    monkeypatch.setattr(_happyeyeballs, "ATTEMPT_DELAY", 200)
+    monkeypatch.setattr(_happyeyeballs, "RESOLUTION_DELAY", 1000)
     v6 = ["::1", "::ffff:127.0.0.2", "::ffff:127.0.0.3"]
     silent = ["::1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
     with listeners([], silent) as port, raises_errno(errno.ETIMEDOUT):
-        rec = Recorder(monkeypatch, {V6: (0, v6), V4: (150, ["127.0.0.4"])})
-        dill.happyeyeballs_connect("late-v4", port, rec.start + 550)
+        rec = Recorder(monkeypatch, {V6: (0, v6), V4: (300, ["127.0.0.4"])})
+        dill.happyeyeballs_connect("late-v4", port, rec.start + 750)
     assert [where for where, _ in rec.attempts()] == [
         "::1",
         "::ffff:127.0.0.2",
@@ -274,6 +279,7 @@ def test_the_other_family_fills_in_and_the_preference_stays(
 
 def test_the_winner_cancels_the_other_attempts_and_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_happyeyeballs, "ATTEMPT_DELAY", 100)
+    monkeypatch.setattr(_happyeyeballs, "RESOLUTION_DELAY", 1000)
     # The IPv6 address does not answer, IPv4 does; a second IPv4 lookup
     # result never comes (the lookup hangs).
     port = free_port_on(["::1", "127.0.0.2"])
