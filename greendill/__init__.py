@@ -38,6 +38,18 @@ from ._handles import hmake as hmake
 from ._handles import hown as hown
 from ._handles import hquery as hquery
 from ._handles import hvfs as hvfs
+from ._happyeyeballs import happyeyeballs_connect as happyeyeballs_connect
+from ._http import http_attach as http_attach
+from ._http import http_attach_mem as http_attach_mem
+from ._http import http_detach as http_detach
+from ._http import http_done as http_done
+from ._http import http_recvfield as http_recvfield
+from ._http import http_recvrequest as http_recvrequest
+from ._http import http_recvstatus as http_recvstatus
+from ._http import http_sendfield as http_sendfield
+from ._http import http_sendrequest as http_sendrequest
+from ._http import http_sendstatus as http_sendstatus
+from ._http import http_storage as http_storage
 from ._iface import brecv as brecv
 from ._iface import brecv_into as brecv_into
 from ._iface import brecvl as brecvl
@@ -119,6 +131,24 @@ from ._seqpacket import ipc_seqpacket_connect as ipc_seqpacket_connect
 from ._seqpacket import ipc_seqpacket_fromfd as ipc_seqpacket_fromfd
 from ._seqpacket import ipc_seqpacket_listen as ipc_seqpacket_listen
 from ._seqpacket import ipc_seqpacket_pair as ipc_seqpacket_pair
+from ._socks5 import SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED as SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED
+from ._socks5 import SOCKS5_BIND as SOCKS5_BIND
+from ._socks5 import SOCKS5_COMMAND_NOT_SUPPORTED as SOCKS5_COMMAND_NOT_SUPPORTED
+from ._socks5 import SOCKS5_CONNECT as SOCKS5_CONNECT
+from ._socks5 import SOCKS5_CONNECTION_NOT_ALLOWED as SOCKS5_CONNECTION_NOT_ALLOWED
+from ._socks5 import SOCKS5_CONNECTION_REFUSED as SOCKS5_CONNECTION_REFUSED
+from ._socks5 import SOCKS5_GENERAL_FAILURE as SOCKS5_GENERAL_FAILURE
+from ._socks5 import SOCKS5_HOST_UNREACHABLE as SOCKS5_HOST_UNREACHABLE
+from ._socks5 import SOCKS5_NETWORK_UNREACHABLE as SOCKS5_NETWORK_UNREACHABLE
+from ._socks5 import SOCKS5_SUCCESS as SOCKS5_SUCCESS
+from ._socks5 import SOCKS5_TTL_EXPIRED as SOCKS5_TTL_EXPIRED
+from ._socks5 import SOCKS5_UDP_ASSOCIATE as SOCKS5_UDP_ASSOCIATE
+from ._socks5 import socks5_client_connect as socks5_client_connect
+from ._socks5 import socks5_client_connectbyname as socks5_client_connectbyname
+from ._socks5 import socks5_proxy_auth as socks5_proxy_auth
+from ._socks5 import socks5_proxy_recvcommand as socks5_proxy_recvcommand
+from ._socks5 import socks5_proxy_recvcommandbyname as socks5_proxy_recvcommandbyname
+from ._socks5 import socks5_proxy_sendreply as socks5_proxy_sendreply
 from ._suffix import suffix_attach as suffix_attach
 from ._suffix import suffix_attach_mem as suffix_attach_mem
 from ._suffix import suffix_detach as suffix_detach
@@ -167,6 +197,18 @@ __all__ = [
     "MSG_TRUNC",
     "PREFIX_BIG_ENDIAN",
     "PREFIX_LITTLE_ENDIAN",
+    "SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED",
+    "SOCKS5_BIND",
+    "SOCKS5_COMMAND_NOT_SUPPORTED",
+    "SOCKS5_CONNECT",
+    "SOCKS5_CONNECTION_NOT_ALLOWED",
+    "SOCKS5_CONNECTION_REFUSED",
+    "SOCKS5_GENERAL_FAILURE",
+    "SOCKS5_HOST_UNREACHABLE",
+    "SOCKS5_NETWORK_UNREACHABLE",
+    "SOCKS5_SUCCESS",
+    "SOCKS5_TTL_EXPIRED",
+    "SOCKS5_UDP_ASSOCIATE",
     "Canceled",
     "MonkeyPatchWarning",
     "ReadAhead",
@@ -199,10 +241,22 @@ __all__ = [
     "go",
     "go_mem",
     "go_storage",
+    "happyeyeballs_connect",
     "hclose",
     "hmake",
     "hown",
     "hquery",
+    "http_attach",
+    "http_attach_mem",
+    "http_detach",
+    "http_done",
+    "http_recvfield",
+    "http_recvrequest",
+    "http_recvstatus",
+    "http_sendfield",
+    "http_sendrequest",
+    "http_sendstatus",
+    "http_storage",
     "hvfs",
     "ipaddr",
     "ipaddr_equal",
@@ -265,6 +319,12 @@ __all__ = [
     "prefix_attach_mem",
     "prefix_detach",
     "prefix_storage",
+    "socks5_client_connect",
+    "socks5_client_connectbyname",
+    "socks5_proxy_auth",
+    "socks5_proxy_recvcommand",
+    "socks5_proxy_recvcommandbyname",
+    "socks5_proxy_sendreply",
     "suffix_attach",
     "suffix_attach_mem",
     "suffix_detach",

@@ -377,6 +377,9 @@ def launch(
     it blocks or ends; the caller resumes after the greenlets that were ready
     before it.
     """
+    cur: Any = getcurrent()
+    if not c.hub and not c.hub.dead and cur is not c.hub:
+        _start_hub(c, cur)
     co = Coroutine(None, c.hub)
     co.ctx = c
     co.bundle = bundle
@@ -386,7 +389,6 @@ def launch(
     co.g = co
     co.done = False
     bundle.members[co] = None
-    cur: Any = getcurrent()
     if cur is c.hub:
         # A callback of the hub: it resumes when the child's chain of
         # switches reaches the hub.
@@ -413,6 +415,16 @@ def launch(
             _unready(c, cur)
             raise
     return co
+
+
+def _start_hub(c: Context, cur: Any) -> None:
+    # A coroutine that ends returns to its parent, the hub, handing it a
+    # value; a hub that has never run would take the value as an argument
+    # of Hub.run() and fail (TypeError). So the hub is started before the
+    # first coroutine is made, as gevent.sleep(0) starts it: it runs its
+    # loop once and switches back.
+    c.loop.run_callback(cur.switch)
+    c.hub_switch()
 
 
 def give_way(c: Context, cur: Any) -> None:

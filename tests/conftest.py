@@ -24,3 +24,18 @@ def socat() -> str:
             pytest.fail("socat is not installed (.ci/run installs it)")
         pytest.skip("socat is not installed")
     return path
+
+
+@pytest.fixture
+def curl() -> str:
+    """The path of curl, the real HTTP and SOCKS5 client of the protocol tests.
+
+    Skipped on a developer's machine without it, failed in CI (CI=true),
+    where .ci/run installs it.
+    """
+    path = shutil.which("curl")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("curl is not installed (.ci/run installs it)")
+        pytest.skip("curl is not installed")
+    return path

@@ -21,6 +21,8 @@ from greendill import (
     _errors,
     _fd,
     _handles,
+    _happyeyeballs,
+    _http,
     _iface,
     _ipaddr,
     _ipc,
@@ -28,6 +30,7 @@ from greendill import (
     _mmipc,
     _prefix,
     _seqpacket,
+    _socks5,
     _suffix,
     _tcp,
     _term,
@@ -38,12 +41,15 @@ from greendill import (
 # Sections of api_names.txt that greendill implements so far.
 IMPLEMENTED = {
     "core",
+    "happyeyeballs",
+    "http",
     "iface",
     "ipaddr",
     "ipc",
     "mmipc",
     "prefix",
     "seqpacket",
+    "socks5",
     "suffix",
     "tcp",
     "term",
@@ -68,6 +74,10 @@ PRIVATE_MODULES = [
     _term,
     _time,
     _udp,
+    # Issue 7.
+    _happyeyeballs,
+    _http,
+    _socks5,
 ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
 import sys
 from typing import Any, Callable
 
@@ -582,3 +584,33 @@ def test_gevent_greenlet_can_use_greendill() -> None:
     assert dill.chrecv(ch0) == "from gevent"
     g.join()
     closing(ch0, ch1)
+
+
+_FIRST_COROUTINE_ENDS_BEFORE_THE_HUB_RAN = """
+import greendill as dill
+a, b = dill.chmake()
+def f():
+    dill.chsend(b, 1)
+h = dill.go(f)
+assert dill.chrecv(a) == 1  # f is woken; it ends with nothing else ready
+dill.msleep(dill.now() + 10)
+dill.hclose(h)
+print("ok")
+"""
+
+
+def test_a_coroutine_can_end_before_the_hub_ever_ran() -> None:
+    # A fresh process: the hub has never run. A coroutine that ends with
+    # nothing ready returns to the hub; it used to hand the hub's first
+    # start a value, and Hub.run() failed with TypeError.
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_COROUTINE_ENDS_BEFORE_THE_HUB_RAN],
+        check=False,
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
+    assert (done.returncode, done.stdout) == (0, b"ok\n"), done.stderr.decode()

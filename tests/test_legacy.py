@@ -148,6 +148,11 @@ def test_hclose_interrupts_a_legacy_queue_get_and_the_queue_still_works() -> Non
     assert q.get(timeout=SAFETY_MS / 1000) == "after"
 
 
+@pytest.mark.greendill_patched_only(
+    "gevent.subprocess in an unpatched process makes libev reap every child of the"
+    " process (gevent's caveat), so later standard-library waits in this test process"
+    " would find their children gone; patched, subprocess is gevent's throughout"
+)
 def test_hclose_interrupts_a_subprocess_wait_and_the_finally_reaps_the_child() -> None:
     # hclose cannot know the child: code that starts one kills it when
     # canceled (a plain `with Popen(...)` would wait in __exit__ for it
