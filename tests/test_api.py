@@ -32,6 +32,7 @@ from greendill import (
     _term,
     _time,
     _udp,
+    _ws,
 )
 
 # Sections of api_names.txt that greendill implements so far.
@@ -47,6 +48,7 @@ IMPLEMENTED = {
     "tcp",
     "term",
     "udp",
+    "ws",
 }
 PRIVATE_MODULES = [
     _channels,
@@ -65,6 +67,7 @@ PRIVATE_MODULES = [
     _term,
     _time,
     _udp,
+    _ws,
 ]
 
 
