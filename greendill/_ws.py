@@ -220,6 +220,11 @@ class ws_storage(msock_vfs):
         """Send data as one message of this opcode."""
         if self.sbusy or self.outdone or self.outerr:
             self._begin_send(function)
+        if data.__class__ is not bytes:
+            # A TypeError for what is no bytes-like object breaks nothing.
+            data = memoryview(data)
+            if data.format != "B" or data.ndim != 1:
+                data = data.cast("B")
         self.sbusy = True
         try:
             self._send_frame(opcode, data, deadline)
@@ -242,8 +247,9 @@ class ws_storage(msock_vfs):
             raise error(errno.ECONNRESET, function)
 
     def _send_frame(self, opcode: int, data: Any, deadline: int) -> None:
+        # data is bytes, or a flat memoryview of bytes.
         if self.server:
-            size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
+            size = len(data)
             header = frame_header(opcode, size, None)
             if size <= _JOIN_BELOW:
                 self.lower.bsend(header + data, deadline)
@@ -251,8 +257,6 @@ class ws_storage(msock_vfs):
                 self.lower.bsendl((header, data), deadline)
         else:
             mask = mask_key()
-            if data.__class__ is not bytes:
-                data = bytes(memoryview(data))
             self.lower.bsend(frame_header(opcode, len(data), mask) + xor_mask(data, mask), deadline)
 
     def send_close(self, payload: bytes, deadline: int) -> None:
