@@ -12,11 +12,14 @@ that stack is not tested here yet.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -1541,3 +1544,197 @@ def test_status_eagain_ebadf_einval_emsgsize_enotsup() -> None:
     assert dill.ws_status(s, 10) == (1001, b"going away")
     assert dill.ws_status(s) == (1001, b"going away")
     close_all(c, s)
+
+
+# The websockets package as a real peer -------------------------------------------------
+
+
+@pytest.fixture
+def websockets_package() -> Any:
+    """The websockets package (asyncio implementation), the real peer of these tests.
+
+    Missing, it skips the test on a developer's machine and fails it in CI,
+    where the test extra installs it.
+    """
+    try:
+        import websockets.asyncio.client  # noqa: PLC0415
+        import websockets.asyncio.server  # noqa: PLC0415
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("the websockets package is not installed (setup.cfg's test extra)")
+        pytest.skip("the websockets package is not installed")
+    return websockets
+
+
+def listen_tcp() -> tuple[int, int]:
+    addr = dill.ipaddr_local("127.0.0.1", 0)
+    ls = dill.tcp_listen(addr, 1)
+    return ls, dill.ipaddr_port(addr)
+
+
+def serve_one_echo(ls: int, close_first: bool = False) -> tuple[Optional[str], Optional[str]]:
+    """Accept one WebSocket and echo it until its close; answer the close with its status."""
+    s = dill.tcp_accept(ls, soon())
+    h, resource, host = dill.ws_attach_server(s, 0, soon())
+    if close_first:
+        data, flags = dill.ws_recv(h, 1 << 20, soon())
+        dill.ws_send(h, flags, data)
+        dill.ws_done(h, 1000, b"server done", soon())
+    while True:
+        try:
+            data, flags = dill.ws_recv(h, 1 << 20, soon())
+        except OSError as exc:
+            assert exc.errno == errno.EPIPE
+            break
+        dill.ws_send(h, flags, data)
+    status, reason = dill.ws_status(h)
+    u = dill.ws_detach(h, status, reason + b" (echoed)" if status else None, soon())
+    dill.tcp_close(u, soon())
+    return resource, host
+
+
+def test_websockets_client_against_a_greendill_server(websockets_package: Any) -> None:
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+
+    ls, port = listen_tcp()
+
+    async def client() -> list[Any]:
+        got: list[Any] = []
+        async with connect(f"ws://127.0.0.1:{port}/room?x=1", max_size=None) as ws:
+            await ws.send("text é")
+            got.append(await ws.recv())
+            await ws.send(bytes(300_000))
+            got.append(await ws.recv())
+            await ws.send(["frag", "ments"])  # one text message in two frames
+            got.append(await ws.recv())
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5)
+            await ws.close(4001, "client bye")
+            got.append((ws.close_code, ws.close_reason))
+        return got
+
+    wait = in_thread(lambda: asyncio.run(client()))
+    try:
+        resource, host = serve_one_echo(ls)
+    finally:
+        dill.hclose(ls)
+    assert wait() == ["text é", bytes(300_000), "fragments", (4001, "client bye (echoed)")]
+    assert (resource, host) == ("/room?x=1", f"127.0.0.1:{port}")
+
+
+def test_websockets_client_sees_a_greendill_server_close_first(websockets_package: Any) -> None:
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+    from websockets.exceptions import ConnectionClosedOK  # noqa: PLC0415
+
+    ls, port = listen_tcp()
+
+    async def client() -> list[Any]:
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send(b"one")
+            got: list[Any] = [await ws.recv()]
+            try:
+                await ws.recv()
+            except ConnectionClosedOK:
+                got.append((ws.close_code, ws.close_reason))
+        return got
+
+    wait = in_thread(lambda: asyncio.run(client()))
+    try:
+        serve_one_echo(ls, close_first=True)
+    finally:
+        dill.hclose(ls)
+    assert wait() == [b"one", (1000, "server done")]
+
+
+@contextmanager
+def websockets_server(handler: Callable[[Any], Any]) -> Iterator[int]:
+    """A websockets asyncio server on 127.0.0.1, in a thread, for one connection; its port."""
+    from websockets.asyncio.server import serve  # noqa: PLC0415
+
+    ports: list[int] = []
+    started = threading.Event()
+
+    async def main() -> Any:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def one(ws: Any) -> None:
+            try:
+                done.set_result(await handler(ws))
+            except BaseException as exc:
+                done.set_exception(exc)
+                raise
+
+        async with serve(one, "127.0.0.1", 0, max_size=None) as server:
+            ports.append(server.sockets[0].getsockname()[1])
+            started.set()
+            return await asyncio.wait_for(done, SAFETY_MS / 1000)
+
+    wait = in_thread(lambda: asyncio.run(main()))
+    started.wait(SAFETY_MS / 1000)
+    yield ports[0]
+    wait()
+
+
+def test_greendill_client_against_a_websockets_server(websockets_package: Any) -> None:
+    async def handler(ws: Any) -> None:
+        assert ws.request.path == "/echo"
+        await ws.send("hello from websockets")
+        pong = await ws.ping(b"server ping")  # greendill answers inside mrecv
+        await asyncio.wait_for(pong, 5)
+        await ws.send(["frag", "mented"])
+        async for message in ws:
+            await ws.send(message)
+
+    with websockets_server(handler) as port:
+        s = dill.tcp_connect(dill.ipaddr_local("127.0.0.1", port), soon())
+        c = dill.ws_attach_client(s, dill.WS_TEXT, "/echo", f"127.0.0.1:{port}", soon())
+        assert dill.mrecv(c, 100, soon()) == b"hello from websockets"
+        assert dill.mrecv(c, 100, soon()) == b"fragmented"
+        for size in (0, 125, 126, 65536, 1 << 20):
+            message = randbytes(size, size)
+            dill.ws_send(c, dill.WS_BINARY, message)
+            assert dill.ws_recv(c, 1 << 20, soon()) == (message, dill.WS_BINARY)
+        dill.msend(c, "text é".encode())
+        assert dill.ws_recv(c, 100, soon()) == ("text é".encode(), dill.WS_TEXT)
+        u = dill.ws_detach(c, 1000, b"bye", soon())
+        with raises_errno(errno.EPIPE):  # the server closes TCP after the handshake
+            dill.brecv(u, 1, soon())
+        dill.hclose(u)
+
+
+def test_greendill_client_sees_a_websockets_server_close_first(websockets_package: Any) -> None:
+    async def handler(ws: Any) -> Any:
+        await ws.send(b"only message")
+        await ws.close(4000, "bye")
+        return ws.close_code, ws.close_reason
+
+    with websockets_server(handler) as port:
+        s = dill.tcp_connect(dill.ipaddr_local("127.0.0.1", port), soon())
+        c = dill.ws_attach_client(s, 0, "/", "localhost", soon())
+        assert dill.mrecv(c, 100, soon()) == b"only message"
+        with raises_errno(errno.EPIPE):
+            dill.mrecv(c, 100, soon())
+        assert dill.ws_status(c) == (4000, b"bye")
+        u = dill.ws_detach(c, 4000, b"ok", soon())
+        dill.tcp_close(u, soon())
+
+
+# The example ------------------------------------------------------------------------
+
+
+def test_the_echo_example_runs() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "ws_echo.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("alice", "bob", "carol"):
+        assert f"{name}: 3 text messages and 102400 binary bytes came back" in result.stdout
+        assert f"server: the client closed with 1000 '{name} is done'" in result.stdout
+        assert f"{name}: the server answered the close with 1000 '{name} is done'" in result.stdout
+    assert result.stdout.endswith("all clients done\n")
