@@ -178,6 +178,10 @@ __all__ = [
     "MSG_TRUNC",
     "PREFIX_BIG_ENDIAN",
     "PREFIX_LITTLE_ENDIAN",
+    "WS_BINARY",
+    "WS_KEY_SIZE",
+    "WS_NOHTTP",
+    "WS_TEXT",
     "Canceled",
     "brecv",
     "brecv_into",
@@ -302,12 +306,6 @@ __all__ = [
     "udp_send",
     "udp_sendl",
     "udp_storage",
-    "yield_",
-    # WebSocket (issue 7)
-    "WS_BINARY",
-    "WS_KEY_SIZE",
-    "WS_NOHTTP",
-    "WS_TEXT",
     "ws_attach_client",
     "ws_attach_client_mem",
     "ws_attach_server",
@@ -322,6 +320,7 @@ __all__ = [
     "ws_sendl",
     "ws_status",
     "ws_storage",
+    "yield_",
 ]
 
 

@@ -348,7 +348,7 @@ class ws_storage(msock_vfs):
     def _recv_frames(self, maxlen: int, deadline: int, function: str) -> tuple[bytes, int]:
         # The general case: any frame sizes, fragments, control frames between.
         reader = self.reader
-        parts = []
+        parts: list[bytes] = []
         size = 0
         opcode = -1
         while True:
@@ -905,7 +905,8 @@ def ws_recv(s: int, maxlen: int, deadline: int = -1) -> tuple[bytes, int]:
     Pings that come first are answered with pongs, pongs dropped. A close
     frame from the peer ends receiving: this and every later receive fails
     with EPIPE, and ws_status tells the peer's status and reason. Answer it
-    with ws_done or ws_detach (RFC 6455 wants the answer soon).
+    with ws_done or ws_detach (RFC 6455 wants the answer soon). A text
+    message comes as the bytes that were sent, not checked for UTF-8.
 
     Parameters:
         s: handle of a WebSocket socket.
