@@ -214,6 +214,22 @@ SCENARIOS: dict[str, Scenario] = {
             "N round trips over a UNIX SEQPACKET pair, each datagram carrying one fd (SCM_RIGHTS),"
             " which the echo side passes back and both sides close",
         ),
+        Scenario(
+            "ws-pingpong-tcp",
+            "round trips/s",
+            30_000,
+            10_000,
+            "N round trips of a 64-byte binary WebSocket message over TCP loopback, client (main"
+            " task) <-> echo server (a coroutine/task of the same process); no compression",
+        ),
+        Scenario(
+            "ws-stream-tcp",
+            "messages/s",
+            100_000,
+            20_000,
+            "N 64-byte binary WebSocket messages from a client to a server over TCP loopback"
+            " (masked, as clients must), in one process; no compression",
+        ),
     )
 }
 
@@ -274,6 +290,8 @@ TARGETS = (
     Target("prefix-pingpong-ipc", "greendill >= 1.0x framing by hand", "greendill", "gevent", 1.0),
     Target("pingpong-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target("fdpass-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
+    Target("ws-pingpong-tcp", "greendill >= 1.0x websockets", "greendill", "websockets", 1.0),
+    Target("ws-stream-tcp", "greendill >= 1.0x websockets", "greendill", "websockets", 1.0),
     Target(
         "connections-ipc",
         "greendill RSS per connection <= 0.8x raw gevent's",
@@ -2290,6 +2308,154 @@ def gevent_fdpass_mmipc(n: int) -> float:
     os.close(w)
     _check(received == n, f"{received} fds came back, expected {n}")
     return elapsed
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+_WS_PAYLOAD = bytes(range(64))
+
+
+def _greendill_ws_pair() -> tuple[int, int]:
+    """(client, server): WebSockets upgraded over a TCP loopback connection."""
+    import greendill as dill
+
+    addr = dill.ipaddr_local("127.0.0.1", 0)
+    ls = dill.tcp_listen(addr, 1)
+    c = dill.tcp_connect(addr)
+    s = dill.tcp_accept(ls)
+    dill.hclose(ls)
+    client: list[int] = []
+    co = dill.go(lambda: client.append(dill.ws_attach_client(c, 0, "/bench", "127.0.0.1")))
+    server, _, _ = dill.ws_attach_server(s, 0)
+    dill.bundle_wait(co)
+    dill.hclose(co)
+    return client[0], server
+
+
+@bench(
+    "ws-pingpong-tcp",
+    "greendill",
+    note="ws_attach_client/ws_attach_server over tcp_connect/tcp_accept; msend / mrecv(s, 64)",
+)
+def greendill_ws_pingpong(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    c, s = _greendill_ws_pair()
+    msend, mrecv = dill.msend, dill.mrecv
+
+    def echo() -> None:
+        while True:
+            msend(s, mrecv(s, 64))
+
+    h = dill.go(echo)
+    message = _WS_PAYLOAD
+    t0 = perf_counter()
+    for _ in range(n):
+        msend(c, message)
+        message = mrecv(c, 64)
+    elapsed = perf_counter() - t0
+    dill.hclose(h)
+    dill.hclose(c)
+    dill.hclose(s)
+    _check(message == _WS_PAYLOAD, "the message came back changed")
+    _greendill_check_clean(before, "ws-pingpong-tcp")
+    return elapsed
+
+
+@bench(
+    "ws-stream-tcp",
+    "greendill",
+    note="ws_attach_client/ws_attach_server over TCP; a sender coroutine msends, main mrecv(s, 64)",
+)
+def greendill_ws_stream(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    c, s = _greendill_ws_pair()
+    msend, mrecv = dill.msend, dill.mrecv
+
+    def sender() -> None:
+        for _ in range(n):
+            msend(c, _WS_PAYLOAD)
+
+    t0 = perf_counter()
+    h = dill.go(sender)
+    got = 0
+    for _ in range(n):
+        got += len(mrecv(s, 64))
+    elapsed = perf_counter() - t0
+    dill.bundle_wait(h)
+    dill.hclose(h)
+    dill.hclose(c)
+    dill.hclose(s)
+    _check(got == 64 * n, f"received {got} bytes, expected {64 * n}")
+    _greendill_check_clean(before, "ws-stream-tcp")
+    return elapsed
+
+
+def _websockets_run(n: int, stream: bool) -> float:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    async def main() -> float:
+        received = 0
+        finished = asyncio.get_running_loop().create_future()
+
+        async def handler(ws: Any) -> None:
+            nonlocal received
+            if stream:
+                async for message in ws:
+                    received += len(message)
+                    if received == 64 * n:
+                        finished.set_result(None)
+            else:
+                async for message in ws:
+                    await ws.send(message)
+
+        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/bench", compression=None) as ws:
+                message = _WS_PAYLOAD
+                t0 = perf_counter()
+                if stream:
+                    for _ in range(n):
+                        await ws.send(_WS_PAYLOAD)
+                    await finished
+                else:
+                    for _ in range(n):
+                        await ws.send(message)
+                        message = await ws.recv()
+                elapsed = perf_counter() - t0
+        if stream:
+            _check(received == 64 * n, f"received {received} bytes, expected {64 * n}")
+        else:
+            _check(message == _WS_PAYLOAD, "the message came back changed")
+        return elapsed
+
+    return asyncio.run(main())
+
+
+@bench(
+    "ws-pingpong-tcp",
+    "websockets",
+    requires=("websockets",),
+    note="the websockets package (asyncio, its C speedups): connect / serve, send / recv",
+)
+def websockets_pingpong(n: int) -> float:
+    return _websockets_run(n, stream=False)
+
+
+@bench(
+    "ws-stream-tcp",
+    "websockets",
+    requires=("websockets",),
+    note="the websockets package (asyncio): the client sends, the server's handler counts",
+)
+def websockets_stream(n: int) -> float:
+    return _websockets_run(n, stream=True)
 
 
 # --------------------------------------------------------------------------- child side

@@ -182,6 +182,24 @@ from ._udp import udp_recvl as udp_recvl
 from ._udp import udp_send as udp_send
 from ._udp import udp_sendl as udp_sendl
 from ._udp import udp_storage as udp_storage
+from ._ws import WS_BINARY as WS_BINARY
+from ._ws import WS_KEY_SIZE as WS_KEY_SIZE
+from ._ws import WS_NOHTTP as WS_NOHTTP
+from ._ws import WS_TEXT as WS_TEXT
+from ._ws import ws_attach_client as ws_attach_client
+from ._ws import ws_attach_client_mem as ws_attach_client_mem
+from ._ws import ws_attach_server as ws_attach_server
+from ._ws import ws_attach_server_mem as ws_attach_server_mem
+from ._ws import ws_detach as ws_detach
+from ._ws import ws_done as ws_done
+from ._ws import ws_recv as ws_recv
+from ._ws import ws_recvl as ws_recvl
+from ._ws import ws_request_key as ws_request_key
+from ._ws import ws_response_key as ws_response_key
+from ._ws import ws_send as ws_send
+from ._ws import ws_sendl as ws_sendl
+from ._ws import ws_status as ws_status
+from ._ws import ws_storage as ws_storage
 
 __version__ = "0.1.0"
 
@@ -209,6 +227,10 @@ __all__ = [
     "SOCKS5_SUCCESS",
     "SOCKS5_TTL_EXPIRED",
     "SOCKS5_UDP_ASSOCIATE",
+    "WS_BINARY",
+    "WS_KEY_SIZE",
+    "WS_NOHTTP",
+    "WS_TEXT",
     "Canceled",
     "MonkeyPatchWarning",
     "ReadAhead",
@@ -357,6 +379,20 @@ __all__ = [
     "udp_send",
     "udp_sendl",
     "udp_storage",
+    "ws_attach_client",
+    "ws_attach_client_mem",
+    "ws_attach_server",
+    "ws_attach_server_mem",
+    "ws_detach",
+    "ws_done",
+    "ws_recv",
+    "ws_recvl",
+    "ws_request_key",
+    "ws_response_key",
+    "ws_send",
+    "ws_sendl",
+    "ws_status",
+    "ws_storage",
     "yield_",
 ]
 

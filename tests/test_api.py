@@ -36,6 +36,7 @@ from greendill import (
     _term,
     _time,
     _udp,
+    _ws,
 )
 
 # Sections of api_names.txt that greendill implements so far.
@@ -55,6 +56,7 @@ IMPLEMENTED = {
     "term",
     "udp",
     "legacy",
+    "ws",
 }
 PRIVATE_MODULES = [
     _channels,
@@ -78,6 +80,7 @@ PRIVATE_MODULES = [
     _happyeyeballs,
     _http,
     _socks5,
+    _ws,
 ]
 
 
