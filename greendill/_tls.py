@@ -44,7 +44,7 @@ from ._handles import (
     query_below,
     release,
 )
-from ._iface import RecvItem, bsock_type, bsock_vfs, recv_items
+from ._iface import RecvItem, bsock_type, bsock_vfs, fast_bsocks, recv_items
 from ._scheduler import check_can_block
 from ._scheduler import context as current_context
 
@@ -77,9 +77,12 @@ tls_type = type("tls_type", (), {"__repr__": lambda self: "tls_type"})()
 #: A TLS record's header: content type (1 byte), legacy version (2), length (2).
 RECORD_HEADER = 5
 
-# How much one read from the stream below asks for when reading ahead: a
-# few records (16 KiB of plaintext each) per system call.
-_READ_SIZE = 65536
+# The read-ahead buffer: room for one whole record at first (16 KiB of
+# plaintext and TLS 1.2's largest expansion), doubled each time one read from
+# the stream below fills it, up to _READ_MAX: a bulk transfer then takes
+# several records per system call, an idle or chatty connection keeps little.
+_READ_MIN = 16384 + 2048 + RECORD_HEADER
+_READ_MAX = 262144
 # Plaintext encrypted per ssl.write before the records go below: bounds the
 # memory a large bsend takes, and keeps every send one call below.
 _WRITE_SIZE = 65536
@@ -137,7 +140,8 @@ def _failure(exc: BaseException, function: str, handshake: bool) -> Optional[OSE
     if isinstance(exc, (_Truncated, ssl.SSLEOFError)):
         return _described(errno.ECONNRESET, function, "the peer closed without close_notify")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return _described(errno.EPROTO, function, exc.verify_message or exc.reason or str(exc))
+        reason = f"certificate verify failed: {exc.verify_message or exc.reason}"
+        return _described(errno.EPROTO, function, reason)
     if isinstance(exc, ssl.SSLError):
         code = errno.EPROTO if handshake else errno.ECONNRESET
         return _described(code, function, exc.reason or str(exc))
@@ -262,13 +266,15 @@ class tls_storage(bsock_vfs):
         # stream takes bytes back, else the rest of the current record.
         rbuf = self.rbuf
         if rbuf is None:
-            rbuf = self.rbuf = memoryview(bytearray(_READ_SIZE))
+            rbuf = self.rbuf = memoryview(bytearray(_READ_MIN))
         try:
             if not self.exact:
                 got = self.lower.brecv_some(rbuf, deadline)
                 self.incoming.write(rbuf[:got])
+                if got == rbuf.nbytes and got < _READ_MAX:
+                    self.rbuf = memoryview(bytearray(2 * got))
             elif self.record_left:
-                size = min(self.record_left, _READ_SIZE)
+                size = min(self.record_left, rbuf.nbytes)
                 self.lower.brecv_into(rbuf[:size], deadline)
                 self.incoming.write(rbuf[:size])
                 self.record_left -= size
@@ -459,7 +465,7 @@ class tls_storage(bsock_vfs):
         return self._read(view, deadline)
 
     def _skip(self, size: int, deadline: int) -> None:
-        scratch = memoryview(bytearray(min(size, _READ_SIZE)))
+        scratch = memoryview(bytearray(min(size, _READ_MIN)))
         while size:
             size -= self._read_some(scratch[: min(size, scratch.nbytes)], deadline)
 
@@ -556,7 +562,7 @@ class tls_storage(bsock_vfs):
         self.rbusy = True
         generation = self.generation
         try:
-            scratch = memoryview(bytearray(_READ_SIZE))
+            scratch = memoryview(bytearray(_READ_MIN))
             while True:
                 self._read(scratch, deadline)
         except (_CloseNotify, ssl.SSLZeroReturnError):
@@ -575,6 +581,10 @@ class tls_storage(bsock_vfs):
         # Over a stream without bunrecv, the layer read record by record and
         # nothing can be left (only a peer that broke the record layer can
         # leave a piece, and then the handshake or a read has failed).
+
+
+# query(bsock_type) is the object itself: the generic calls may skip it.
+fast_bsocks.add(tls_storage)
 
 
 # Contexts. ---------------------------------------------------------------------
@@ -757,12 +767,16 @@ def _attach_client(
         check_storage(mem, tls_storage, function)
         check_can_block(c, function)
         ctx = _client_context(given, verify, function)
+        if ctx.check_hostname and not server_hostname:
+            # wrap_socket refuses this; wrap_bio does not, and OpenSSL would
+            # then verify the chain and accept any name in it.
+            raise _described(errno.EINVAL, function, "no server_hostname to check")
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         try:
             sslobj = ctx.wrap_bio(
                 incoming, outgoing, server_side=False, server_hostname=server_hostname
             )
-        except ValueError as exc:  # no name while names are checked, a bad name
+        except (ValueError, ssl.SSLError) as exc:  # a bad name, a server-only context
             raise _described(errno.EINVAL, function, str(exc)) from exc
     except BaseException:
         close_quietly(s)
@@ -874,7 +888,7 @@ def _attach_server(
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         try:
             sslobj = ctx.wrap_bio(incoming, outgoing, server_side=True)
-        except ValueError as exc:  # a client-only context
+        except (ValueError, ssl.SSLError) as exc:  # a client-only context
             raise _described(errno.EINVAL, function, str(exc)) from exc
     except BaseException:
         close_quietly(s)
