@@ -31,6 +31,7 @@ from greendill import (
     _tcp,
     _term,
     _time,
+    _tls,
     _udp,
 )
 
@@ -47,6 +48,8 @@ IMPLEMENTED = {
     "tcp",
     "term",
     "udp",
+    "tls",
+    "dtls",
 }
 PRIVATE_MODULES = [
     _channels,
@@ -65,6 +68,7 @@ PRIVATE_MODULES = [
     _term,
     _time,
     _udp,
+    _tls,
 ]
 
 

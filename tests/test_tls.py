@@ -47,6 +47,9 @@ from hypothesis import strategies as st
 import greendill as dill
 from greendill._tls import RECORD_HEADER, record_size
 
+# Hypothesis runs examples in one function-scoped fixture's life: fine here,
+# where the fixtures are certificates and the kind of stream.
+FIXTURE = HealthCheck.function_scoped_fixture
 # Seconds a peer thread or subprocess may take before the test fails.
 PEER_TIMEOUT = 10
 
@@ -105,6 +108,13 @@ def openssl() -> str:
 def close_all(*handles: int) -> None:
     for h in handles:
         dill.hclose(h)
+
+
+def verified_client(pki: PKI, s: int) -> int:
+    """TLS as the client on s, verifying the server as localhost against the private CA."""
+    return dill.tls_attach_client(
+        s, soon(), server_hostname="localhost", context=pki.client_context()
+    )
 
 
 def attach_pair(
@@ -279,9 +289,7 @@ def test_brecvl_brecv_into_and_brecv_some(tls: tuple[int, int]) -> None:
 def test_mem_variants_and_storage_rules(pki: PKI) -> None:
     mem_c, mem_s = dill.tls_storage(), dill.tls_storage()
     a, b = dill.ipc_pair()
-    server, out = spawn(
-        dill.tls_attach_server_mem, b, pki.cert_file, pki.key_file, mem_s, soon()
-    )
+    server, out = spawn(dill.tls_attach_server_mem, b, pki.cert_file, pki.key_file, mem_s, soon())
     client = dill.tls_attach_client_mem(
         a, mem_c, soon(), server_hostname="localhost", context=pki.client_context()
     )
@@ -311,7 +319,9 @@ def test_mem_variants_and_storage_rules(pki: PKI) -> None:
     # Reusable once closed.
     a, b = dill.ipc_pair()
     server, out = spawn(
-        lambda: dill.tls_attach_server_mem(b, None, None, mem_s, soon(), context=pki.server_context())
+        lambda: dill.tls_attach_server_mem(
+            b, None, None, mem_s, soon(), context=pki.server_context()
+        )
     )
     client = dill.tls_attach_client_mem(
         a, mem_c, soon(), server_hostname="localhost", context=pki.client_context()
@@ -335,7 +345,7 @@ def test_stdlib_ssl_server_in_a_thread(pki: PKI) -> None:
             return got
 
     with stdlib_peer(serve) as (h, thread):
-        s = dill.tls_attach_client(h, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, h)
         dill.bsend(s, b"hello, stdlib\n", soon())
         assert dill.brecv(s, 14, soon()) == b"HELLO, STDLIB\n"
         u = dill.tls_detach(s, soon())
@@ -352,14 +362,14 @@ def test_stdlib_ssl_client_over_tcp_verifies_greendill(pki: PKI) -> None:
 
     def client() -> bytes:
         ctx = pki.client_context()
-        with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as raw:
-            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                tls.sendall(b"ping")
-                got = b""
-                while len(got) < 4:
-                    got += tls.recv(4 - len(got))
-                assert tls.recv(10) == b""  # greendill's close_notify
-                return got
+        raw = socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT)
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"ping")
+            got = b""
+            while len(got) < 4:
+                got += tls.recv(4 - len(got))
+            assert tls.recv(10) == b""  # greendill's close_notify
+            return got
 
     thread = PeerThread(client)
     thread.start()
@@ -389,7 +399,7 @@ def test_detach_then_raw_bytes_with_a_stdlib_peer(pki: PKI) -> None:
         return got
 
     with stdlib_peer(serve) as (h, thread):
-        s = dill.tls_attach_client(h, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, h)
         assert dill.brecv(s, 9, soon()) == b"encrypted"
         u = dill.tls_detach(s, soon())
         assert dill.brecv(u, 22, soon()) == b"raw after close_notify"
@@ -405,8 +415,10 @@ def test_detach_then_raw_bytes_with_a_stdlib_peer(pki: PKI) -> None:
 def s_server(openssl: str, pki: PKI, accept: list[str]) -> Iterator[subprocess.Popen[bytes]]:
     """openssl s_server -rev (answers each line reversed), for one connection."""
     proc = subprocess.Popen(
-        [openssl, "s_server", *accept, "-cert", pki.cert_file, "-key", pki.key_file]
-        + ["-naccept", "1", "-rev"],
+        [
+            *(openssl, "s_server", *accept, "-cert", pki.cert_file, "-key", pki.key_file),
+            *("-naccept", "1", "-rev"),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -434,7 +446,7 @@ def test_openssl_s_server_over_tcp(openssl: str, pki: PKI) -> None:
     with s_server(openssl, pki, ["-accept", "127.0.0.1:0"]) as proc:
         port = int(accept_line(proc).rsplit(":", 1)[1])
         conn = dill.tcp_connect(dill.ipaddr_remote("127.0.0.1", port), soon())
-        s = dill.tls_attach_client(conn, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, conn)
         dill.bsend(s, b"hello, openssl\n", soon())
         assert dill.brecv(s, 15, soon()) == b"lssnepo ,olleh\n"
         dill.hclose(s)
@@ -455,7 +467,7 @@ def test_openssl_s_server_over_ipc(openssl: str, pki: PKI, short_dir: str) -> No
     with s_server(openssl, pki, ["-unix", path]) as proc:
         accept_line(proc)
         conn = dill.ipc_connect(path, soon())
-        s = dill.tls_attach_client(conn, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, conn)
         for line in (b"over IPC\n", b"twice\n"):
             dill.bsend(s, line, soon())
             assert dill.brecv(s, len(line), soon()) == line[-2::-1] + b"\n"
@@ -466,9 +478,11 @@ def test_openssl_s_client_against_greendill_server(openssl: str, pki: PKI) -> No
     addr = dill.ipaddr_local("127.0.0.1", 0)
     ls = dill.tcp_listen(addr, 1)
     proc = subprocess.Popen(
-        [openssl, "s_client", "-connect", f"127.0.0.1:{dill.ipaddr_port(addr)}"]
-        + ["-CAfile", pki.ca_file, "-verify_return_error", "-servername", "localhost"]
-        + ["-verify_hostname", "localhost", "-quiet"],
+        [
+            *(openssl, "s_client", "-connect", f"127.0.0.1:{dill.ipaddr_port(addr)}"),
+            *("-CAfile", pki.ca_file, "-verify_return_error", "-servername", "localhost"),
+            *("-verify_hostname", "localhost", "-quiet"),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -517,7 +531,9 @@ def test_a_name_the_certificate_does_not_have_is_eproto(pki: PKI) -> None:
     a, b = dill.ipc_pair()
     server, out = spawn(dill.tls_attach_server, b, pki.cert_file, pki.key_file, soon())
     with raises_errno(errno.EPROTO) as info:
-        dill.tls_attach_client(a, soon(), server_hostname="example.org", context=pki.client_context())
+        dill.tls_attach_client(
+            a, soon(), server_hostname="example.org", context=pki.client_context()
+        )
     assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
     finish(server)
     assert isinstance(out[0], OSError)
@@ -599,7 +615,7 @@ def test_client_certificates_through_a_server_context(pki: PKI) -> None:
     # before the server's verdict in TLS 1.3, reads the alert: ECONNRESET.
     a, b = dill.ipc_pair()
     server, out = spawn(lambda: dill.tls_attach_server(b, None, None, soon(), context=sctx))
-    client = dill.tls_attach_client(a, soon(), server_hostname="localhost", context=pki.client_context())
+    client = verified_client(pki, a)
     finish(server)
     assert isinstance(out[0], OSError) and out[0].errno == errno.EPROTO
     with raises_errno(errno.ECONNRESET):
@@ -735,7 +751,7 @@ def test_attach_server_takes_path_objects_and_reloads_a_changed_file(
     shutil.copy(pki.key_file, key)  # the right key now
     a, b = dill.ipc_pair()
     server, out = spawn(dill.tls_attach_server, b, cert, key, soon())
-    client = dill.tls_attach_client(a, soon(), server_hostname="localhost", context=pki.client_context())
+    client = verified_client(pki, a)
     finish(server)
     close_all(client, out[0])
 
@@ -820,7 +836,7 @@ def test_econnreset_when_the_peer_leaves_without_close_notify(pki: PKI) -> None:
         os.close(tls.detach())  # the socket closes with no close_notify
 
     with stdlib_peer(leave) as (h, thread):
-        s = dill.tls_attach_client(h, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, h)
         thread.join_checked()
         assert dill.brecv(s, 3, soon()) == b"cut"
         with raises_errno(errno.ECONNRESET) as info:
@@ -845,7 +861,7 @@ def test_econnreset_for_a_forged_record(pki: PKI) -> None:
         tls.close()
 
     with stdlib_peer(forge) as (h, thread):
-        s = dill.tls_attach_client(h, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, h)
         assert dill.brecv(s, 7, soon()) == b"genuine"
         with raises_errno(errno.ECONNRESET) as info:
             dill.brecv(s, 1, soon())
@@ -1005,9 +1021,7 @@ def test_detach_drops_data_until_close_notify_and_the_handle_is_gone(
 # Raw bytes after TLS, stacks ---------------------------------------------------------
 
 
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=15, deadline=None, suppress_health_check=[FIXTURE])
 @given(
     tls_bytes=st.binary(max_size=40000),
     raw=st.binary(min_size=1, max_size=40000),
@@ -1077,7 +1091,7 @@ def test_tls_over_tls_over_ipc(pki: PKI) -> None:
 FUZZ_ERRNOS = (errno.EPROTO, errno.ECONNRESET)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[FIXTURE])
 @given(junk=st.binary(max_size=3000), server_side=st.booleans(), readahead=st.booleans())
 def test_arbitrary_bytes_instead_of_a_handshake_are_a_documented_oserror(
     pki: PKI, junk: bytes, server_side: bool, readahead: bool
@@ -1095,7 +1109,7 @@ def test_arbitrary_bytes_instead_of_a_handshake_are_a_documented_oserror(
         assert info.value.errno in FUZZ_ERRNOS, info.value
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[FIXTURE])
 @given(junk=st.binary(min_size=1, max_size=3000))
 def test_arbitrary_bytes_instead_of_a_record_are_a_documented_oserror(
     pki: PKI, junk: bytes
@@ -1109,7 +1123,7 @@ def test_arbitrary_bytes_instead_of_a_record_are_a_documented_oserror(
         tls.close()
 
     with stdlib_peer(serve) as (h, thread):
-        s = dill.tls_attach_client(h, soon(), server_hostname="localhost", context=pki.client_context())
+        s = verified_client(pki, h)
         with pytest.raises(OSError) as info:
             dill.brecv(s, 1 << 16, soon())
         assert info.value.errno in FUZZ_ERRNOS, info.value
