@@ -294,13 +294,16 @@ class tls_storage(bsock_vfs):
         # answer) unless a sender is at work, which sends it after its own.
         if self.outgoing.pending and not self.sbusy:
             self.sbusy = True
+            generation = self.generation
             try:
                 self._flush(deadline)
             except BaseException:
-                self.outerr = True
+                if self.generation == generation:
+                    self.outerr = True
                 raise
             finally:
-                self.sbusy = False
+                if self.generation == generation:
+                    self.sbusy = False
         self._feed(deadline)
 
     def _send_alert(self) -> None:

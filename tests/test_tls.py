@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 import trustme
+from cryptography.hazmat.primitives import serialization
 from helpers import (
     SAFETY_MS,
     byte_stream_pair,
@@ -719,6 +720,16 @@ def test_attach_etimedout_when_the_peer_is_silent(pki: PKI) -> None:
 def test_attach_server_einval_for_certificates_it_cannot_use(pki: PKI, tmp_path: Path) -> None:
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("not a certificate\n")
+    # An encrypted key: OpenSSL would ask for its password on the terminal.
+    locked = tmp_path / "locked.pem"
+    key = serialization.load_pem_private_key(Path(pki.key_file).read_bytes(), None)
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
     cases: list[tuple[Any, Any, Any]] = [
         (None, pki.key_file, None),
         (pki.cert_file, None, None),
@@ -726,6 +737,7 @@ def test_attach_server_einval_for_certificates_it_cannot_use(pki: PKI, tmp_path:
         (pki.cert_file, str(tmp_path / "missing.pem"), None),
         (str(not_pem), pki.key_file, None),
         (pki.cert_file, pki.other_key_file, None),  # a key of another certificate
+        (pki.cert_file, str(locked), None),
         (pki.cert_file, pki.key_file, pki.server_context()),  # both ways at once
         (None, None, pki.client_context()),  # a client context
     ]
@@ -1026,13 +1038,14 @@ def test_detach_drops_data_until_close_notify_and_the_handle_is_gone(
     tls_bytes=st.binary(max_size=40000),
     raw=st.binary(min_size=1, max_size=40000),
     client_first=st.booleans(),
+    version=st.sampled_from([ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]),
 )
 def test_tls_then_detach_then_raw_bytes_lose_nothing(
-    pki: PKI, kind: str, tls_bytes: bytes, raw: bytes, client_first: bool
+    pki: PKI, kind: str, tls_bytes: bytes, raw: bytes, client_first: bool, version: Any
 ) -> None:
     # Each side detaches and sends raw bytes at once: they may arrive with
     # the close_notify, in one read, and must come out of the stream below.
-    client, server = attach_pair(pki, *byte_stream_pair(kind))
+    client, server = attach_pair(pki, *byte_stream_pair(kind), version)
 
     def side(s: int, send: bytes, expect: bytes) -> bytes:
         dill.bsend(s, send, soon())
