@@ -171,6 +171,7 @@ class tls_storage(bsock_vfs):
         "outerr",
         "outgoing",
         "pending",
+        "raw",
         "rbuf",
         "rbusy",
         "record_left",
@@ -200,6 +201,9 @@ class tls_storage(bsock_vfs):
         # The interface below, found once: every record goes straight to it.
         self.lower = lower
         self.ssl: Any = sslobj
+        # The C object under SSLObject's read and write, which only pass
+        # their arguments on: calling it saves a Python frame per record.
+        self.raw: Any = getattr(sslobj, "_sslobj", sslobj)
         # ssl reads the records fed to incoming and writes its own to outgoing.
         self.incoming: Any = incoming
         self.outgoing: Any = outgoing
@@ -221,7 +225,7 @@ class tls_storage(bsock_vfs):
         """Stop being a connection (the attach failed, or the layer came off)."""
         self.is_open = False
         self.generation += 1
-        self.ssl = self.incoming = self.outgoing = None
+        self.ssl = self.raw = self.incoming = self.outgoing = None
         self.rbuf = self.pending = None
 
     # The hvfs protocol.
@@ -341,8 +345,15 @@ class tls_storage(bsock_vfs):
         self.sbusy = True
         generation = self.generation
         try:
-            self._write(data, deadline)
-            self._flush(deadline)
+            if data.__class__ is bytes and 0 < len(data) <= _WRITE_SIZE:
+                # _write and _flush, written out: every small bsend is this.
+                self.raw.write(data)
+                outgoing, lower = self.outgoing, self.lower
+                while outgoing.pending:
+                    lower.bsend(outgoing.read(), deadline)
+            else:
+                self._write(data, deadline)
+                self._flush(deadline)
         except BaseException as exc:
             self._send_failed(exc, generation, "bsend")
         finally:
@@ -368,12 +379,12 @@ class tls_storage(bsock_vfs):
         size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
         if size <= _WRITE_SIZE:
             if size:
-                self.ssl.write(data)
+                self.raw.write(data)
                 if self.outgoing.pending >= _WRITE_SIZE:
                     self._flush(deadline)
             return
         view = memoryview(data).cast("B")
-        write = self.ssl.write
+        write = self.raw.write
         for start in range(0, size, _WRITE_SIZE):
             write(view[start : start + _WRITE_SIZE])
             self._flush(deadline)
@@ -398,7 +409,7 @@ class tls_storage(bsock_vfs):
 
     def _read(self, view: memoryview, deadline: int) -> int:
         # Decrypt at least one byte into view (not empty); return how many.
-        read = self.ssl.read
+        read = self.raw.read
         while True:
             try:
                 got: int = read(view.nbytes, view)
@@ -422,7 +433,7 @@ class tls_storage(bsock_vfs):
         generation = self.generation
         try:
             got = 0
-            read = self.ssl.read
+            read = self.raw.read
             while got < size:
                 try:
                     n = read(size - got, view[got:])
