@@ -3,7 +3,7 @@
 The layer is the standard library's ssl.SSLObject between two memory BIOs:
 OpenSSL reads the records the layer feeds it from the byte stream below and
 writes the records the layer then sends, so TLS stacks on anything that
-answers bsock_type (TCP, IPC, a prefix-free user's layer, another TLS). The
+answers bsock_type (TCP, IPC, a user's byte stream, another TLS). The
 handshake happens inside the attach call; the TLS socket is itself a byte
 stream, with brecv_some and bunrecv, so that framing layers read ahead over it
 and detach losslessly. tls_done sends close_notify (this side sends no more,
@@ -222,10 +222,14 @@ class tls_storage(bsock_vfs):
         self.is_open = True
 
     def forget(self) -> None:
-        """Stop being a connection (the attach failed, or the layer came off)."""
+        """Stop being a connection (the attach failed, or the layer came off).
+
+        ssl's objects stay until the storage is opened again: a call woken
+        after hclose (by a user's stream below that wakes through the ready
+        queue) may still touch them before it sees its error.
+        """
         self.is_open = False
         self.generation += 1
-        self.ssl = self.raw = self.incoming = self.outgoing = None
         self.rbuf = self.pending = None
 
     # The hvfs protocol.
@@ -313,7 +317,7 @@ class tls_storage(bsock_vfs):
     def _send_alert(self) -> None:
         # After a TLS error ssl has written an alert: tell the peer why, if
         # that can be done at once. The connection is broken either way.
-        if self.outgoing is None or not self.outgoing.pending or self.sbusy:
+        if not self.outgoing.pending or self.sbusy:
             return
         with suppress(OSError):
             self._flush(0)
