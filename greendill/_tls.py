@@ -622,6 +622,9 @@ def _client_context(given: Optional[ssl.SSLContext], verify: bool, function: str
             # The context says what is verified; verify=False beside it
             # would mean two answers to one question.
             raise _described(errno.EINVAL, function, "verify=False and a context: give one")
+        if given.protocol == ssl.PROTOCOL_TLS_SERVER:
+            # (ssl's wrap_bio refuses it from Python 3.10 on, not before.)
+            raise _described(errno.EINVAL, function, "a server-side context")
         return given
     verify = bool(verify)
     made = _client_contexts.get(verify)
@@ -648,6 +651,8 @@ def _server_context(
             raise TypeError(f"{function}: context is an ssl.SSLContext, not {type(given).__name__}")
         if cert is not None or key is not None:
             raise _described(errno.EINVAL, function, "cert and key, or a context: give one")
+        if given.protocol == ssl.PROTOCOL_TLS_CLIENT:
+            raise _described(errno.EINVAL, function, "a client-side context")
         return given
     if cert is None or key is None:
         raise _described(errno.EINVAL, function, "no certificate or key")

@@ -556,11 +556,14 @@ def test_verify_false_is_unverified_tls_by_name(pki: PKI) -> None:
         {},  # names are checked, and there is no name
         {"server_hostname": ""},
         {"verify": False, "context": "client"},  # two answers to one question
+        {"server_hostname": "localhost", "context": "server"},  # a server-only context
     ],
 )
 def test_attach_client_einval_closes_the_socket(pki: PKI, kwargs: dict[str, Any]) -> None:
     if kwargs.get("context") == "client":
         kwargs = {**kwargs, "context": pki.client_context()}
+    elif kwargs.get("context") == "server":
+        kwargs = {**kwargs, "context": ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)}
     a, b = dill.ipc_pair()
     with raises_errno(errno.EINVAL):
         dill.tls_attach_client(a, soon(), **kwargs)
@@ -739,7 +742,7 @@ def test_attach_server_einval_for_certificates_it_cannot_use(pki: PKI, tmp_path:
         (pki.cert_file, pki.other_key_file, None),  # a key of another certificate
         (pki.cert_file, str(locked), None),
         (pki.cert_file, pki.key_file, pki.server_context()),  # both ways at once
-        (None, None, pki.client_context()),  # a client context
+        (None, None, ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)),  # a client-only context
     ]
     for cert, key, ctx in cases:
         a, b = dill.ipc_pair()
