@@ -230,6 +230,19 @@ SCENARIOS: dict[str, Scenario] = {
             "N 64-byte binary WebSocket messages from a client to a server over TCP loopback"
             " (masked, as clients must), in one process; no compression",
         ),
+        Scenario(
+            "bulk-tls",
+            "MB/s",
+            64,
+            16,
+            "N MiB through TLS (1.3, the default contexts, a trustme certificate) over a UNIX"
+            " stream socket pair in 64 KiB writes, received into one preallocated 64 KiB buffer;"
+            " handshakes not timed",
+            warmup=4,
+            size_unit="MiB",
+            scale=1.048576,
+            per="MiB",
+        ),
     )
 }
 
@@ -292,6 +305,7 @@ TARGETS = (
     Target("fdpass-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target("ws-pingpong-tcp", "greendill >= 1.0x websockets", "greendill", "websockets", 1.0),
     Target("ws-stream-tcp", "greendill >= 1.0x websockets", "greendill", "websockets", 1.0),
+    Target("bulk-tls", "greendill >= 1.0x gevent.ssl", "greendill", "gevent", 1.0),
     Target(
         "connections-ipc",
         "greendill RSS per connection <= 0.8x raw gevent's",
@@ -2088,6 +2102,125 @@ def gevent_prefix_pingpong(n: int) -> float:
     a.close()
     b.close()
     _check(message == _PREFIX_PAYLOAD, "the message came back changed")
+    return elapsed
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def _tls_contexts() -> tuple[Any, Any, Any]:
+    """A trustme CA and certificate: (server context, client context, the certificate)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client, (ca, cert)
+
+
+@bench(
+    "bulk-tls",
+    "greendill",
+    requires=("trustme",),
+    note="tls_attach_server/tls_attach_client(context=...) on the ends of ipc_pair(); sender"
+    " coroutine: bsend(s, chunk) per 64 KiB; main: brecv_into(s, buf), exact 64 KiB",
+)
+def greendill_bulk_tls(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    server_ctx, client_ctx, _ = _tls_contexts()
+    count = n * 1024 * 1024 // BULK_CHUNK
+    chunk = _bulk_chunk()
+    buf = bytearray(BULK_CHUNK)
+    bsend, brecv_into = dill.bsend, dill.brecv_into
+    a, b = dill.ipc_pair()
+    accepted: list[int] = []
+    h = dill.go(lambda: accepted.append(dill.tls_attach_server(b, None, None, context=server_ctx)))
+    c = dill.tls_attach_client(a, server_hostname="localhost", context=client_ctx)
+    dill.bundle_wait(h)
+    dill.hclose(h)
+    s = accepted[0]
+    sent = [0]
+
+    def sender() -> None:
+        for _ in range(count):
+            bsend(c, chunk)
+        sent[0] = count
+
+    got = 0
+    t0 = perf_counter()
+    h = dill.go(sender)
+    for _ in range(count):
+        got += brecv_into(s, buf)
+    elapsed = perf_counter() - t0
+    dill.bundle_wait(h)
+    for x in (h, c, s):
+        dill.hclose(x)
+    _check(sent[0] == count, "bulk-tls: the sender did not finish")
+    _check(got == count * BULK_CHUNK, f"bulk-tls: received {got} bytes")
+    _check(buf == chunk, "bulk-tls: the last buffer received is not the chunk sent")
+    _greendill_check_clean(before, "bulk-tls")
+    return elapsed
+
+
+@bench(
+    "bulk-tls",
+    "gevent",
+    requires=("trustme",),
+    note="gevent.ssl SSLSocket (wrap_socket, same contexts) over gevent.socket.socketpair();"
+    " sender greenlet: sendall(chunk) per 64 KiB; main: recv_into(buf) until all has come"
+    " (the ratio baseline)",
+)
+def gevent_bulk_tls(n: int) -> float:
+    import ssl
+
+    import gevent
+    import gevent.ssl
+    from gevent import socket as gsocket
+
+    _, _, (ca, cert) = _tls_contexts()
+    server_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(server_ctx)
+    client_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    nbytes = n * 1024 * 1024
+    count = nbytes // BULK_CHUNK
+    chunk = _bulk_chunk()
+    buf = bytearray(BULK_CHUNK)
+    a, b = gsocket.socketpair()
+    accepted: list[Any] = []
+    g = gevent.spawn(lambda: accepted.append(server_ctx.wrap_socket(b, server_side=True)))
+    c = client_ctx.wrap_socket(a, server_hostname="localhost")
+    g.join()
+    _check(g.successful(), "bulk-tls: the server handshake failed")
+    s = accepted[0]
+
+    def sender() -> None:
+        for _ in range(count):
+            c.sendall(chunk)
+
+    recv_into = s.recv_into
+    total = got = 0
+    t0 = perf_counter()
+    g = gevent.spawn(sender)
+    while total < nbytes:
+        got = recv_into(buf)
+        if not got:
+            raise AssertionError("bulk-tls: end of stream before all data came")
+        total += got
+    elapsed = perf_counter() - t0
+    g.join()
+    c.close()
+    s.close()
+    _check(g.successful(), "bulk-tls: the sender failed")
+    _check(total == nbytes, f"bulk-tls: received {total} bytes, expected {nbytes}")
+    _check_bulk_tail(buf, got, total, chunk)
     return elapsed
 
 

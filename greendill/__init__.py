@@ -174,6 +174,20 @@ from ._term import term_done as term_done
 from ._term import term_storage as term_storage
 from ._time import msleep as msleep
 from ._time import now as now
+from ._tls import dtls_attach_client as dtls_attach_client
+from ._tls import dtls_attach_client_mem as dtls_attach_client_mem
+from ._tls import dtls_attach_server as dtls_attach_server
+from ._tls import dtls_attach_server_mem as dtls_attach_server_mem
+from ._tls import dtls_detach as dtls_detach
+from ._tls import dtls_done as dtls_done
+from ._tls import dtls_storage as dtls_storage
+from ._tls import tls_attach_client as tls_attach_client
+from ._tls import tls_attach_client_mem as tls_attach_client_mem
+from ._tls import tls_attach_server as tls_attach_server
+from ._tls import tls_attach_server_mem as tls_attach_server_mem
+from ._tls import tls_detach as tls_detach
+from ._tls import tls_done as tls_done
+from ._tls import tls_storage as tls_storage
 from ._udp import udp_open as udp_open
 from ._udp import udp_open_mem as udp_open_mem
 from ._udp import udp_recv as udp_recv
@@ -257,6 +271,13 @@ __all__ = [
     "chsend",
     "chstorage",
     "deadline_scope",
+    "dtls_attach_client",
+    "dtls_attach_client_mem",
+    "dtls_attach_server",
+    "dtls_attach_server_mem",
+    "dtls_detach",
+    "dtls_done",
+    "dtls_storage",
     "fdclean",
     "fdin",
     "fdout",
@@ -371,6 +392,13 @@ __all__ = [
     "term_detach",
     "term_done",
     "term_storage",
+    "tls_attach_client",
+    "tls_attach_client_mem",
+    "tls_attach_server",
+    "tls_attach_server_mem",
+    "tls_detach",
+    "tls_done",
+    "tls_storage",
     "udp_open",
     "udp_open_mem",
     "udp_recv",

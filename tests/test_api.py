@@ -35,6 +35,7 @@ from greendill import (
     _tcp,
     _term,
     _time,
+    _tls,
     _udp,
     _ws,
 )
@@ -57,6 +58,8 @@ IMPLEMENTED = {
     "udp",
     "legacy",
     "ws",
+    "tls",
+    "dtls",
 }
 PRIVATE_MODULES = [
     _channels,
@@ -81,6 +84,7 @@ PRIVATE_MODULES = [
     _http,
     _socks5,
     _ws,
+    _tls,
 ]
 
 
