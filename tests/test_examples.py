@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+import trustme
 from helpers import skip_unless_patch_all_works
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,3 +278,52 @@ def test_prefork_with_reuseport_spreads_connections_over_every_worker(tmp_path: 
         status, out = ex.finish()
     assert status == 0
     assert "stopped: 2 workers, 0 failed" in out
+
+
+# https_server.py -------------------------------------------------------------------
+
+
+def test_https_server_answers_curl_and_the_ssl_module(curl: str, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    args = ("--port", "0", "--cert", str(cert), "--key", str(key))
+    with example("https_server.py", *args, tmp_path=tmp_path) as ex:
+        port = ex.port()
+        done = subprocess.run(
+            [
+                curl,
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "30",
+                "--cacert",
+                str(ca_file),
+                "--header",
+                "X-Test: 1",
+                f"https://localhost:{port}/hello",
+            ],
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(b"GET /hello: hello over TLS; you sent ")
+        ex.wait_for(r"answered$")
+        # The ssl module as the client, verifying the server; HTTP written by hand.
+        context = ssl.create_default_context(cafile=str(ca_file))
+        with context.wrap_socket(connect(port), server_hostname="localhost") as tls:
+            tls.sendall(b"HEAD /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert body == b"HEAD /x: hello over TLS; you sent 1 fields\n"
+        ex.wait_for(r"answered\n.*answered$")
+        ex.proc.terminate()
+        assert ex.proc.wait(TIMEOUT) == -signal.SIGTERM
+    assert (tmp_path / "https_server.py.err").read_text() == ""

@@ -1173,3 +1173,41 @@ def test_dtls_calls_are_enotsup_and_attach_closes_the_socket(pki: PKI) -> None:
         with raises_errno(errno.EBADF):
             call(12345, soon())
     close_all(a, b)
+
+
+def test_websocket_over_tls_over_tcp_and_apart_in_order(pki: PKI) -> None:
+    # The stack: WebSocket over TLS over TCP, both ends greendill's,
+    # the client verifying the server; then each layer taken off in turn.
+    a, b = tcp_pair()
+
+    def client_side() -> int:
+        return dill.ws_attach_client(verified_client(pki, a), 0, "/chat", "localhost", soon())
+
+    h, out = spawn(client_side)
+    server_tls = dill.tls_attach_server(b, pki.cert_file, pki.key_file, soon())
+    server, resource, host = dill.ws_attach_server(server_tls, 0, soon())
+    finish(h)
+    client = out[0]
+    assert isinstance(client, int), client
+    assert (resource, host) == ("/chat", "localhost")
+    messages = [randbytes(n, n) for n in (0, 1, 126, 70000)]
+    for m in messages:
+        dill.msend(client, m)
+        assert dill.mrecv(server, 1 << 20, soon()) == m
+        dill.msend(server, m[::-1])
+        assert dill.mrecv(client, 1 << 20, soon()) == m[::-1]
+    h, out = spawn(dill.ws_detach, server, 1000, b"bye", soon())
+    client_tls = dill.ws_detach(client, 1000, b"bye", soon())
+    finish(h)
+    server_tls = out[0]
+    assert isinstance(server_tls, int), server_tls
+    dill.bsend(client_tls, b"raw TLS after the WebSocket")
+    assert dill.brecv(server_tls, 27, soon()) == b"raw TLS after the WebSocket"
+    h, out = spawn(dill.tls_detach, server_tls, soon())
+    client_tcp = dill.tls_detach(client_tls, soon())
+    finish(h)
+    server_tcp = out[0]
+    assert isinstance(server_tcp, int), server_tcp
+    dill.bsend(server_tcp, b"plain TCP")
+    assert dill.brecv(client_tcp, 9, soon()) == b"plain TCP"
+    close_all(client_tcp, server_tcp)
