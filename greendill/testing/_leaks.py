@@ -44,7 +44,10 @@ def check_no_leaks(before: Snapshot, settle: int = 3) -> list[str]:
     pending (a watcher being closed, a callback): the hub gets `settle`
     passes first. Under monkey.patch_all(), gevent (25.8.1 and later) defers
     os.close to a check watcher, which runs only once the loop really polls:
-    what still looks open gets a few such iterations before it counts.
+    what still looks open gets a few such iterations before it counts. And
+    a canceled name lookup (getaddrinfo in the hub's thread pool: it cannot
+    be stopped) may still hold libc's socket: while the pool has work, the
+    check waits for it, a few seconds at most.
     """
     for _ in range(settle):
         gevent.sleep(0)
@@ -54,12 +57,25 @@ def check_no_leaks(before: Snapshot, settle: int = 3) -> list[str]:
             break
         gevent.sleep(_POLLING_PASS_SECONDS)
         problems = _compare(before, snapshot())
+    waited = 0.0
+    while problems and _threadpool_busy() and waited < _THREADPOOL_PATIENCE:
+        gevent.sleep(_POLLING_PASS_SECONDS)
+        waited += _POLLING_PASS_SECONDS
+        problems = _compare(before, snapshot())
     return problems
+
+
+def _threadpool_busy() -> bool:
+    # The hub's pool, if it has one (the property would make one).
+    pool = getattr(gevent.get_hub(), "_threadpool", None)
+    return bool(getattr(getattr(pool, "task_queue", None), "unfinished_tasks", 0))
 
 
 # How long deferred closes get: a few loop iterations that poll.
 _POLLING_PASSES = 5
 _POLLING_PASS_SECONDS = 0.002
+# How long work left in the hub's thread pool gets (seconds).
+_THREADPOOL_PATIENCE = 5.0
 
 
 def _compare(before: Snapshot, after: Snapshot) -> list[str]:
