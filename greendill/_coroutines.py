@@ -37,6 +37,8 @@ from ._scheduler import (
     give_way,
     interrupt,
     launch,
+    new_coroutine,
+    start,
     thread_local,
     waiter_for,
     wake,
@@ -148,11 +150,34 @@ class go_storage(bundle_storage):
 
 def _bundle_of(c: Context, b: int, function: str) -> bundle_storage:
     obj = lookup(c, b, function)
+    if obj.__class__ is Coroutine:
+        if obj.closer is not None and not obj.dead:
+            raise error(errno.ECANCELED, function)  # being closed
+        return promote(c, b, obj)
     if not isinstance(obj, bundle_storage):
         raise error(errno.ENOTSUP, function)
     if obj.closing:
         # Being closed: anything launched in it would be canceled at once.
         raise error(errno.ECANCELED, function)
+    return obj
+
+
+def promote(c: Context, b: int, co: Coroutine) -> bundle_storage:
+    """Turn go()'s handle b, whose object is the coroutine co, into a real bundle.
+
+    go() makes no bundle object (the coroutine is its own handle object): the
+    first bundle_go or bundle_wait on its handle makes one, with co as its
+    member (if co still runs) and co's failure, if one escaped it.
+    """
+    obj = bundle_storage()
+    obj.is_open = True
+    if co.failure is not None:
+        obj.failures = [co.failure]
+        co.failure = None
+    if not co.dead:
+        obj.members[co] = None
+        co.bundle = obj
+    c.handles[b] = obj
     return obj
 
 
@@ -190,8 +215,18 @@ def go(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         c = context()
     if c.nonblocking:  # saves the call on every go while nothing is canceled
         check_can_block(c, "go")
-    _check_callable(fn, "go")
-    return _go(c, bundle_storage(), fn, args, kwargs)
+    if not callable(fn):
+        _check_callable(fn, "go")
+    # The coroutine is its own handle object, a bundle of one (see promote).
+    co = new_coroutine(c, None)
+    h = new_handle(c, co)
+    try:
+        start(c, co, fn, args, kwargs)
+    except BaseException:
+        # Interrupted before the caller could learn the handle: cancel the child.
+        hclose(h)
+        raise
+    return h
 
 
 def _go(c: Context, mem: bundle_storage, fn: Callable[..., Any], args: Any, kwargs: Any) -> int:
@@ -359,6 +394,10 @@ def bundle_wait(b: int, deadline: int = -1) -> None:
     if cannot_block(c, cur):
         raise error(errno.ECANCELED, "bundle_wait")
     obj = lookup(c, b, "bundle_wait")
+    if obj.__class__ is Coroutine:
+        if obj.closer is not None and not obj.dead:
+            raise error(errno.EBADF, "bundle_wait")  # being closed
+        obj = promote(c, b, obj)
     if not isinstance(obj, bundle_storage):
         raise error(errno.ENOTSUP, "bundle_wait")
     if obj.waiter is not None:

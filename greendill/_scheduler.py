@@ -61,6 +61,8 @@ __all__ = [
     "interrupt",
     "launch",
     "leave",
+    "new_coroutine",
+    "start",
     "suspend",
     "thread_local",
     "waiter_for",
@@ -297,14 +299,19 @@ QUEUED.done = True
 
 
 class Coroutine(greenlet):
-    """The greenlet of one greendill coroutine.
+    """The greenlet of one greendill coroutine, and the handle object of go().
 
     bundle is the object that owns it: the coroutine is a key of its
     `members` dict while it runs, and its `finished(co, failure)` is called
-    when the coroutine's function has returned; waiter is the Waiter it is
-    blocked on, QUEUED while it sits in the ready queue, None while it runs
-    or is suspended in foreign code; closer is the greenlet that waits in
-    hclose for it to end. g and done make it a Waiter of its own.
+    when the coroutine's function has returned. A coroutine started by go()
+    has no bundle (None): it is itself the object behind go()'s handle, a
+    bundle of one, which saves go+hclose a bundle object and its dict (they
+    are most of what a go() allocates). bundle_go and bundle_wait on such a
+    handle first turn it into a real bundle (see _coroutines.promote);
+    until then an exception that escaped it waits in failure. waiter is the
+    Waiter it is blocked on, QUEUED while it sits in the ready queue, None
+    while it runs or is suspended in foreign code; closer is the greenlet
+    that waits in hclose for it to end. g and done make it a Waiter of its own.
     """
 
     def timed_out(self) -> None:
@@ -313,55 +320,114 @@ class Coroutine(greenlet):
             self.done = True
             self.switch(TIMEOUT)
 
-    __slots__ = ("bundle", "canceled", "closer", "ctx", "done", "g", "waiter")
+    __slots__ = ("bundle", "canceled", "closer", "ctx", "done", "failure", "g", "job", "waiter")
     bundle: Any
     canceled: bool
     closer: Optional[greenlet]
+    failure: Optional[BaseException]
     # A coroutine is its own Waiter (see waiter_for): its waits allocate nothing.
     done: bool
     g: Optional[Coroutine]
     ctx: Context
+    # (fn, args, kwargs or None) from start() until _body takes it.
+    job: Optional[tuple[Callable[..., Any], tuple[Any, ...], Optional[dict[str, Any]]]]
     waiter: Optional[Waiter]
 
-    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        failure: Optional[BaseException] = None
-        try:
-            fn(*args, **kwargs)
-        except GreenletExit:
-            pass
-        except Canceled as exc:
-            # Canceled that the cancellation itself caused is how a canceled
-            # coroutine ends, not a failure.
-            if not self.canceled:
-                failure = exc
-        except BaseException as exc:
-            failure = exc
-        c = self.ctx
-        self.g = None  # it referred to itself
-        if self.canceled:
-            c.nonblocking -= 1
-        if failure is not None:
-            c.hub.handle_error(self, type(failure), failure, failure.__traceback__)
-        self.bundle.finished(self, failure)
-        failure = None
-        if self.closer is not None:
-            return None  # our parent is the closer: dying switches to it
-        if c.budget and c.ready:
-            # Die into the next ready greenlet instead of passing through the hub.
-            g, value = c.ready.popleft()
-            try:
-                self.parent = g
-            except ValueError:  # g descends from us; let the hub serve it
-                c.ready.appendleft((g, value))
-                return None
-            c.budget -= 1
-            return value
-        c.budget = BUDGET
+    # The hvfs protocol, for the handle of go() (a bundle of one).
+
+    def query(self, type: object) -> Any:
         return None
+
+    def close(self) -> None:
+        """Cancel the coroutine and return once it has ended (bundle_storage.close's twin)."""
+        cur = getcurrent()
+        if cur is self:
+            raise error(errno.EDEADLK, "hclose")
+        self.failure = None  # the hub has reported it; nobody can wait for it any more
+        if self.dead:
+            return
+        if self.closer is not None:
+            raise error(errno.EBADF, "hclose")  # another hclose is ending it
+        c = self.ctx
+        cancel(c, self)
+        pending = interrupt(c, cur, self)
+        if pending is not None:
+            raise pending
 
     def __repr__(self) -> str:
         state = "dead" if self.dead else ("canceled" if self.canceled else "alive")
         return f"<greendill coroutine at {id(self):#x} {state}>"
+
+
+def _body() -> Any:
+    """What every Coroutine runs (its greenlet run): the job start() gave it, then the end.
+
+    A plain function rather than a `run` method, and a job kept in a slot
+    rather than passed to switch(): greenlet would otherwise allocate a bound
+    method and keep an argument tuple for the coroutine's whole life, and
+    each of them is one more object for the cyclic GC to track per
+    coroutine (20% of go+hclose's time before; see benchmarks/README.md).
+    """
+    self: Any = getcurrent()
+    fn, args, kwargs = self.job
+    self.job = None
+    failure: Optional[BaseException] = None
+    try:
+        if kwargs:
+            fn(*args, **kwargs)
+        else:
+            fn(*args)
+    except GreenletExit:
+        pass
+    except Canceled as exc:
+        # Canceled that the cancellation itself caused is how a canceled
+        # coroutine ends, not a failure.
+        if not self.canceled:
+            failure = exc
+    except BaseException as exc:
+        failure = exc
+    c = self.ctx
+    self.g = None  # it referred to itself
+    if self.canceled:
+        c.nonblocking -= 1
+    if failure is not None:
+        c.hub.handle_error(self, type(failure), failure, failure.__traceback__)
+    b = self.bundle
+    if b is not None:
+        b.finished(self, failure)
+    elif failure is not None and self.closer is None:
+        self.failure = failure  # for a bundle_wait on go()'s handle
+    failure = None
+    if self.closer is not None:
+        return None  # our parent is the closer: dying switches to it
+    if c.budget and c.ready:
+        # Die into the next ready greenlet instead of passing through the hub.
+        g, value = c.ready.popleft()
+        try:
+            self.parent = g
+        except ValueError:  # g descends from us; let the hub serve it
+            c.ready.appendleft((g, value))
+            return None
+        c.budget -= 1
+        return value
+    c.budget = BUDGET
+    return None
+
+
+def new_coroutine(c: Context, bundle: Any) -> Coroutine:
+    """Make a coroutine of bundle (None: go()'s bundle of one), not started yet."""
+    co = Coroutine(_body, c.hub)
+    co.ctx = c
+    co.bundle = bundle
+    co.canceled = False
+    co.closer = None
+    co.failure = None
+    co.waiter = None
+    co.g = co
+    co.done = False
+    if bundle is not None:
+        bundle.members[co] = None
+    return co
 
 
 def launch(
@@ -371,27 +437,32 @@ def launch(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Coroutine:
-    """Start fn(*args, **kwargs) as a coroutine of bundle, at once, as libdill's go does.
+    """Start fn(*args, **kwargs) as a coroutine of bundle, at once, as libdill's go does."""
+    co = new_coroutine(c, bundle)
+    start(c, co, fn, args, kwargs)
+    return co
+
+
+def start(
+    c: Context,
+    co: Coroutine,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Run co (from new_coroutine) at once, until it blocks or ends.
 
     The caller goes to the tail of the ready queue and the child runs until
     it blocks or ends; the caller resumes after the greenlets that were ready
     before it.
     """
-    co = Coroutine(None, c.hub)
-    co.ctx = c
-    co.bundle = bundle
-    co.canceled = False
-    co.closer = None
-    co.waiter = None
-    co.g = co
-    co.done = False
-    bundle.members[co] = None
+    co.job = (fn, args, kwargs or None)
     cur: Any = getcurrent()
     if cur is c.hub:
         # A callback of the hub: it resumes when the child's chain of
         # switches reaches the hub.
-        co.switch(fn, args, kwargs)
-        return co
+        co.switch()
+        return
     # give_way's queueing, with a switch to the child instead of suspend.
     c.ready.append((cur, None))
     if not c.drain_pending:
@@ -400,7 +471,7 @@ def launch(
     if cur.__class__ is Coroutine:
         cur.waiter = QUEUED
         try:
-            co.switch(fn, args, kwargs)
+            co.switch()
         except BaseException:
             _unready(c, cur)
             raise
@@ -408,11 +479,10 @@ def launch(
             cur.waiter = None
     else:
         try:
-            co.switch(fn, args, kwargs)
+            co.switch()
         except BaseException:
             _unready(c, cur)
             raise
-    return co
 
 
 def give_way(c: Context, cur: Any) -> None:
