@@ -14,7 +14,16 @@ from time import monotonic_ns
 from greenlet import getcurrent
 
 from ._errors import error
-from ._scheduler import CANCEL, block, cannot_block, context, give_way, thread_local, waiter_for
+from ._scheduler import (
+    CANCEL,
+    Coroutine,
+    Waiter,
+    block,
+    cannot_block,
+    context,
+    give_way,
+    thread_local,
+)
 
 __all__ = ["check_deadline", "expired", "msleep", "now"]
 
@@ -70,5 +79,10 @@ def msleep(deadline: int = -1) -> None:
         if expired(deadline):
             give_way(c, cur)
             return
-    if block(c, waiter_for(cur), deadline) is CANCEL:
+    if cur.__class__ is Coroutine:  # waiter_for(cur), written out
+        cur.done = False
+        w = cur
+    else:
+        w = Waiter(cur)
+    if block(c, w, deadline) is CANCEL:
         raise error(errno.ECANCELED, "msleep")
