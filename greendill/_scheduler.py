@@ -334,7 +334,6 @@ class Coroutine(greenlet):
         "failure",
         "g",
         "job",
-        "value",
         "waiter",
     )
     bundle: Any
@@ -345,9 +344,6 @@ class Coroutine(greenlet):
     done: bool
     g: Optional[Coroutine]
     ctx: Context
-    # What a channel peer hands over while the coroutine waits in a channel
-    # queue as its own entry (see _channels._Entry); None otherwise.
-    value: Any
     # (fn, args, kwargs or None) from start() until _body takes it.
     job: Optional[tuple[Callable[..., Any], tuple[Any, ...], Optional[dict[str, Any]]]]
     waiter: Optional[Waiter]
@@ -446,7 +442,6 @@ def new_coroutine(c: Context, bundle: Any) -> Coroutine:
     co.waiter = None
     co.g = co
     co.done = False
-    co.value = None
     if bundle is not None:
         bundle.members[co] = None
     return co
