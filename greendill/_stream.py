@@ -58,7 +58,7 @@ from ._scheduler import (
     switch,
     wake,
 )
-from ._time import check_deadline, expired
+from ._time import check_deadline
 
 __all__ = [
     "StreamSocket",
@@ -127,7 +127,7 @@ class Watched:
         # coroutines (a coroutine is its own): EBUSY allows one at a time.
         self.rwaiter = Waiter(None)
         self.wwaiter = Waiter(None)
-        # Deadlines use one lazy timer per direction (see _arm): the deadline
+        # Deadlines use one lazy timer per direction (see _wait): the deadline
         # of the current wait, the timer, and the deadline it is armed for
         # (-1: not armed).
         self.rdeadline = self.wdeadline = -1
@@ -176,6 +176,41 @@ class Watched:
         cur: Any = getcurrent()
         if c.nonblocking and cannot_block(c, cur):
             raise error(errno.ECANCELED, function)
+        if deadline == -1:
+            if reading:
+                self.rdeadline = -1
+            else:
+                self.wdeadline = -1
+        elif deadline < 0:  # any other negative number also waits forever
+            check_deadline(deadline, function)
+            if reading:
+                self.rdeadline = -1
+            else:
+                self.wdeadline = -1
+        else:
+            if deadline.__class__ is not int:
+                check_deadline(deadline, function)
+            # expired(deadline), written out: every call with a deadline passes here.
+            if deadline == 0 or deadline * 1_000_000 <= monotonic_ns():
+                # Readiness wins over an expired deadline (libdill polls
+                # with a zero timeout): a loopback connect completes so.
+                if ready_now(self.sock.fileno(), _EV_READ if reading else _EV_WRITE):
+                    return
+                raise error(errno.ETIMEDOUT, function)
+            # The lazy timer: armed only when this wait's deadline is earlier
+            # than the one it is armed for, and left armed when the wait ends
+            # (ref=False, so it keeps no loop alive). When it fires it checks
+            # the deadline of the wait in progress, if any, and re-arms for it
+            # (_timer_fired): a stream of calls with ever later deadlines costs
+            # no timer calls.
+            if reading:
+                self.rdeadline = deadline
+                if not 0 <= self.rtimer_at <= deadline:
+                    _start_timer(c, self, True, deadline)
+            else:
+                self.wdeadline = deadline
+                if not 0 <= self.wtimer_at <= deadline:
+                    _start_timer(c, self, False, deadline)
         w: Any
         if cur.__class__ is Coroutine:
             w = cur
@@ -188,28 +223,6 @@ class Watched:
             self.reader = w
         else:
             self.writer = w
-        if deadline != -1:
-            check_deadline(deadline, function)
-            if deadline >= 0:
-                if expired(deadline):
-                    if reading:
-                        self.reader = None
-                    else:
-                        self.writer = None
-                    # Readiness wins over an expired deadline (libdill polls
-                    # with a zero timeout): a loopback connect completes so.
-                    if ready_now(self.sock.fileno(), _EV_READ if reading else _EV_WRITE):
-                        return
-                    raise error(errno.ETIMEDOUT, function)
-                self._arm(c, reading, deadline)
-            elif reading:
-                self.rdeadline = -1
-            else:
-                self.wdeadline = -1
-        elif reading:
-            self.rdeadline = -1
-        else:
-            self.wdeadline = -1
         # The watcher switches straight into the waiting greenlet: nothing
         # else can end this wait once it fires, since whatever else does
         # (the timer, hclose's EBADF, a cancel) stops the watcher first or
@@ -231,22 +244,6 @@ class Watched:
         if outcome is CANCEL:
             raise error(errno.ECANCELED, function)
         raise error(outcome, function)  # EBADF: closed while waiting
-
-    def _arm(self, c: Context, reading: bool, deadline: int) -> None:
-        # The lazy timer: armed only when this wait's deadline is earlier
-        # than the one it is armed for, and left armed when the wait ends
-        # (ref=False, so it keeps no loop alive). When it fires it checks the
-        # deadline of the wait in progress, if any, and re-arms for it: a
-        # stream of calls with ever later deadlines costs no timer calls.
-        if reading:
-            self.rdeadline = deadline
-            at = self.rtimer_at
-        else:
-            self.wdeadline = deadline
-            at = self.wtimer_at
-        if 0 <= at <= deadline:
-            return
-        _start_timer(c, self, reading, deadline)
 
 
 def _start_timer(c: Context, owner: Watched, reading: bool, deadline: int) -> None:
