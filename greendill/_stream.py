@@ -119,14 +119,18 @@ class Watched:
         self.ctx: Any = None
         self.is_open = False
         self.generation = 0
+        # The read and write watchers, made on the first wait in their
+        # direction: an idle connection, or one that never fills the send
+        # buffer, costs no watcher (about 120 bytes each).
         self.rwatcher: Any = None
         self.wwatcher: Any = None
         self.reader: Optional[Waiter] = None
         self.writer: Optional[Waiter] = None
         # One reusable waiter per direction for greenlets that are not
-        # coroutines (a coroutine is its own): EBUSY allows one at a time.
-        self.rwaiter = Waiter(None)
-        self.wwaiter = Waiter(None)
+        # coroutines (a coroutine is its own), made when first needed: EBUSY
+        # allows one at a time.
+        self.rwaiter: Optional[Waiter] = None
+        self.wwaiter: Optional[Waiter] = None
         # Deadlines use one lazy timer per direction (see _wait): the deadline
         # of the current wait, the timer, and the deadline it is armed for
         # (-1: not armed).
@@ -142,9 +146,6 @@ class Watched:
         self.ctx = c
         self.is_open = True
         self.generation += 1
-        fd = sock.fileno()
-        self.rwatcher = c.loop.io(fd, _EV_READ)
-        self.wwatcher = c.loop.io(fd, _EV_WRITE)
 
     def forget(self, c: Context) -> None:
         """Wake the waiters with EBADF, stop the watchers, close the socket."""
@@ -165,13 +166,13 @@ class Watched:
 
     def wait_readable(self, deadline: int, function: str) -> None:
         """Wait until the socket is readable; raise ETIMEDOUT, ECANCELED or EBADF."""
-        self._wait(self.rwatcher, True, deadline, function)
+        self._wait(True, deadline, function)
 
     def wait_writable(self, deadline: int, function: str) -> None:
         """Wait until the socket is writable; raise ETIMEDOUT, ECANCELED or EBADF."""
-        self._wait(self.wwatcher, False, deadline, function)
+        self._wait(False, deadline, function)
 
-    def _wait(self, watcher: Any, reading: bool, deadline: int, function: str) -> None:
+    def _wait(self, reading: bool, deadline: int, function: str) -> None:
         c = self.ctx
         cur: Any = getcurrent()
         if c.nonblocking and cannot_block(c, cur):
@@ -216,13 +217,25 @@ class Watched:
             w = cur
         else:
             w = self.rwaiter if reading else self.wwaiter
+            if w is None:
+                w = Waiter(cur)
+                if reading:
+                    self.rwaiter = w
+                else:
+                    self.wwaiter = w
             w.g = cur
         w.done = False
         generation = self.generation
         if reading:
             self.reader = w
+            watcher = self.rwatcher
+            if watcher is None:
+                watcher = self.rwatcher = c.loop.io(self.sock.fileno(), _EV_READ)
         else:
             self.writer = w
+            watcher = self.wwatcher
+            if watcher is None:
+                watcher = self.wwatcher = c.loop.io(self.sock.fileno(), _EV_WRITE)
         # The watcher switches straight into the waiting greenlet: nothing
         # else can end this wait once it fires, since whatever else does
         # (the timer, hclose's EBADF, a cancel) stops the watcher first or
@@ -366,7 +379,7 @@ class StreamSocket(Watched, bsock_vfs):
     def _send_rest(self, view: memoryview, deadline: int, function: str) -> None:
         send = self.sock.send
         while view:
-            self._wait(self.wwatcher, False, deadline, function)
+            self._wait(False, deadline, function)
             try:
                 sent = send(view)
             except BlockingIOError:
@@ -490,7 +503,7 @@ class StreamSocket(Watched, bsock_vfs):
                 size -= len(data)
             recv = self.sock.recv
             while True:
-                self._wait(self.rwatcher, True, deadline, "brecv")
+                self._wait(True, deadline, "brecv")
                 try:
                     data = recv(size)
                 except BlockingIOError:
