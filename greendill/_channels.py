@@ -39,6 +39,7 @@ from ._scheduler import (
     context,
     drain,
     leave,
+    park,
     thread_local,
     waiter_for,
     wake,
@@ -278,7 +279,10 @@ def chsend(ch: int, val: Any, deadline: int = -1) -> None:
     mine.g = getcurrent()
     mine.done = False
     mine.value = val
-    outcome = block(c, mine, deadline, direction.senders)
+    if deadline < 0:
+        outcome = park(c, mine, direction.senders)
+    else:
+        outcome = block(c, mine, deadline, direction.senders)
     if outcome.__class__ is not int:
         _raise_outcome(outcome, "chsend")
 
@@ -336,7 +340,10 @@ def chrecv(ch: int, deadline: int = -1) -> Any:
     mine = _Entry()
     mine.g = getcurrent()
     mine.done = False
-    outcome = block(c, mine, deadline, direction.receivers)
+    if deadline < 0:
+        outcome = park(c, mine, direction.receivers)
+    else:
+        outcome = block(c, mine, deadline, direction.receivers)
     if outcome.__class__ is not int:
         _raise_outcome(outcome, "chrecv")
     return mine.value

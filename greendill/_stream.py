@@ -51,10 +51,10 @@ from ._scheduler import (
     Context,
     Coroutine,
     Waiter,
-    block,
     cannot_block,
     check_can_block,
     context,
+    park,
     switch,
     wake,
 )
@@ -242,7 +242,7 @@ class Watched:
         # latches w.done before it resumes.
         watcher.start(switch, cur, None)  # switch(cur, None): no bound method to make
         try:
-            outcome = block(c, w, -1)
+            outcome = park(c, w)
         finally:
             if self.generation == generation:
                 watcher.stop()

@@ -22,6 +22,7 @@ from ._scheduler import (
     cannot_block,
     context,
     give_way,
+    park,
     thread_local,
 )
 
@@ -84,5 +85,5 @@ def msleep(deadline: int = -1) -> None:
         w = cur
     else:
         w = Waiter(cur)
-    if block(c, w, deadline) is CANCEL:
+    if (park(c, w) if deadline < 0 else block(c, w, deadline)) is CANCEL:
         raise error(errno.ECANCELED, "msleep")
