@@ -215,12 +215,12 @@ def go(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         c = context()
     if c.nonblocking:  # saves the call on every go while nothing is canceled
         check_can_block(c, "go")
-    if not callable(fn):
-        _check_callable(fn, "go")
+    _check_callable(fn, "go")
     # The coroutine is its own handle object, a bundle of one (see promote).
     co = new_coroutine(c, None)
     # new_handle(c, co), written out: go+hclose is the hot pair of structured code.
     free = c.free_handles
+    h: int
     if len(free) > SPARE_HANDLES:
         h = free.popleft()
     else:

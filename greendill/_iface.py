@@ -186,7 +186,7 @@ def bsend(s: int, data: Any, deadline: int = -1) -> None:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj = c.handles.get(s) if s.__class__ is int else None
+    obj: Any = c.handles.get(s) if s.__class__ is int else None
     if obj.__class__ not in fast_bsocks:
         obj = _interface(s, bsock_type, "bsend")
     obj.bsend(data, deadline)
@@ -241,7 +241,7 @@ def brecv(s: int, size: int, deadline: int = -1) -> bytes:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj = c.handles.get(s) if s.__class__ is int else None
+    obj: Any = c.handles.get(s) if s.__class__ is int else None
     if obj.__class__ not in fast_bsocks:
         obj = _interface(s, bsock_type, "brecv")
     data = obj.brecv(size, deadline)
@@ -271,7 +271,7 @@ def brecv_into(s: int, buffer: Any, deadline: int = -1) -> int:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj = c.handles.get(s) if s.__class__ is int else None
+    obj: Any = c.handles.get(s) if s.__class__ is int else None
     if obj.__class__ not in fast_bsocks:
         obj = _interface(s, bsock_type, "brecv_into")
     obj.brecv_into(buffer, deadline)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 from time import monotonic_ns
+from typing import Any
 
 from greenlet import getcurrent
 
@@ -80,9 +81,10 @@ def msleep(deadline: int = -1) -> None:
         if expired(deadline):
             give_way(c, cur)
             return
+    w: Any
     if cur.__class__ is Coroutine:  # waiter_for(cur), written out
-        cur.done = False
         w = cur
+        w.done = False
     else:
         w = Waiter(cur)
     if (park(c, w) if deadline < 0 else block(c, w, deadline)) is CANCEL:
