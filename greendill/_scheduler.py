@@ -18,7 +18,8 @@ served.
 Waiting. Every blocking call is a Waiter: it is woken once, by whichever
 comes first of a peer (through the ready queue), its timer, its I/O watcher,
 or hclose canceling the coroutine. `Waiter.done` is the latch that makes the
-others lose. `block` is the only place that suspends a greenlet to wait.
+others lose. `block` (and `park`, its no-deadline twin) is the only place
+that suspends a greenlet to wait.
 
 Cancellation. A coroutine canceled while it waits in greendill is switched
 into with CANCEL, which makes the call it is in raise Canceled; one that is
