@@ -433,7 +433,7 @@ def choose(clauses: list[chclause], deadline: int = -1) -> int:
     """
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "choose")
     if clauses is None:
         raise error(errno.EINVAL, "choose")

@@ -398,7 +398,7 @@ def bundle_wait(b: int, deadline: int = -1) -> None:
     """
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "bundle_wait")
     obj = lookup(c, b, "bundle_wait")
     if obj.__class__ is Coroutine:
@@ -448,6 +448,6 @@ def yield_() -> None:
     """
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "yield_")
     give_way(c, cur)
