@@ -545,6 +545,7 @@ class StreamSocket(Watched, bsock_vfs):
 
     def brecvl(self, buffers: Sequence[RecvItem], deadline: int) -> None:
         self._begin_recv("brecvl")
+        self.sent = False  # a receive, so the next one does not follow a send
         views: list[Any] = []
         for item in buffers:
             if isinstance(item, int):
