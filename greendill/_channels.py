@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 from greenlet import getcurrent
 
@@ -39,6 +39,7 @@ from ._scheduler import (
     context,
     drain,
     leave,
+    park,
     thread_local,
     waiter_for,
     wake,
@@ -68,28 +69,36 @@ class _Entry(Waiter):
     """One greenlet waiting in one channel queue: its own waiter.
 
     Made without __init__, its fields set by the caller: one is made on
-    every wait of chsend and chrecv. value is the value to send, or the
-    value received (set by the sender before it wakes the receiver).
+    every wait of chsend and chrecv (always this class, never a Coroutine
+    as its own entry: the interpreter's attribute caches work for one
+    class per site, and mixing two cost more than the allocation saved).
+    value is the value to send, or the value received (set by the sender
+    before it wakes the receiver).
     """
 
     __slots__ = ("value",)
     __init__ = object.__init__
     value: Any
-    # What choose's entries have in slots of their own.
-    group: Optional[Waiter] = None
-    index = 0
 
 
-class _ChoiceEntry(_Entry):
+class _ChoiceEntry:
     """One clause of a blocked choose, in one channel queue.
 
     All the clauses of one choose share one waiter (group), so that the
-    first peer to come wakes it and the others skip it.
+    first peer to come wakes it and the others skip it. A peer tells a
+    choice from a plain entry by its class (see _waiter_of), and wakes the
+    group with the clause's index.
     """
 
-    __slots__ = ("group", "index")
-    group: Optional[Waiter]
+    __slots__ = ("group", "index", "value")
+    group: Waiter
     index: int
+    value: Any
+
+
+def _waiter_of(entry: Any) -> Any:
+    """The waiter a peer wakes for entry (the hot paths write this out)."""
+    return entry.group if entry.__class__ is _ChoiceEntry else entry
 
 
 class _Direction:
@@ -103,17 +112,17 @@ class _Direction:
 
     def __init__(self) -> None:
         self.done = False
-        self.senders: deque[_Entry] = deque()
-        self.receivers: deque[_Entry] = deque()
+        self.senders: deque[Any] = deque()
+        self.receivers: deque[Any] = deque()
 
     def fail_all(self, c: Context) -> None:
         """Wake everyone waiting in this direction with EPIPE."""
         for queue in (self.senders, self.receivers):
             while queue:
                 entry = queue.popleft()
-                w = entry.group or entry
+                w = _waiter_of(entry)
                 if not w.done:
-                    wake(c, w, (entry.index, errno.EPIPE))
+                    wake(c, w, (entry.index if w is not entry else 0, errno.EPIPE))
 
 
 class chstorage:
@@ -247,11 +256,17 @@ def chsend(ch: int, val: Any, deadline: int = -1) -> None:
     receivers = direction.receivers
     while receivers:
         entry = receivers.popleft()
-        w = entry.group or entry
+        # _waiter_of(entry), and the index choose wants, written out.
+        if entry.__class__ is _ChoiceEntry:
+            w = entry.group
+            index = entry.index
+        else:
+            w = entry
+            index = 0
         if not w.done:
             entry.value = val
             w.done = True
-            c.ready.append((w.g, entry.index))
+            c.ready.append((w.g, index))
             if not c.drain_pending:
                 c.drain_pending = True
                 c.run_callback(drain, c)
@@ -260,11 +275,14 @@ def chsend(ch: int, val: Any, deadline: int = -1) -> None:
         check_deadline(deadline, "chsend")
         if expired(deadline):
             raise error(errno.ETIMEDOUT, "chsend")
-    mine: _Entry = _Entry()
+    mine = _Entry()
     mine.g = getcurrent()
     mine.done = False
     mine.value = val
-    outcome = block(c, mine, deadline, direction.senders)
+    if deadline < 0:
+        outcome = park(c, mine, direction.senders)
+    else:
+        outcome = block(c, mine, deadline, direction.senders)
     if outcome.__class__ is not int:
         _raise_outcome(outcome, "chsend")
 
@@ -302,10 +320,15 @@ def chrecv(ch: int, deadline: int = -1) -> Any:
     senders = direction.senders
     while senders:
         entry = senders.popleft()
-        w = entry.group or entry
+        if entry.__class__ is _ChoiceEntry:
+            w = entry.group
+            index = entry.index
+        else:
+            w = entry
+            index = 0
         if not w.done:
             w.done = True
-            c.ready.append((w.g, entry.index))
+            c.ready.append((w.g, index))
             if not c.drain_pending:
                 c.drain_pending = True
                 c.run_callback(drain, c)
@@ -314,10 +337,13 @@ def chrecv(ch: int, deadline: int = -1) -> Any:
         check_deadline(deadline, "chrecv")
         if expired(deadline):
             raise error(errno.ETIMEDOUT, "chrecv")
-    mine: _Entry = _Entry()
+    mine = _Entry()
     mine.g = getcurrent()
     mine.done = False
-    outcome = block(c, mine, deadline, direction.receivers)
+    if deadline < 0:
+        outcome = park(c, mine, direction.receivers)
+    else:
+        outcome = block(c, mine, deadline, direction.receivers)
     if outcome.__class__ is not int:
         _raise_outcome(outcome, "chrecv")
     return mine.value
@@ -407,11 +433,11 @@ def choose(clauses: list[chclause], deadline: int = -1) -> int:
     """
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "choose")
     if clauses is None:
         raise error(errno.EINVAL, "choose")
-    plan: list[tuple[deque[_Entry], Any]] = []
+    plan: list[tuple[deque[Any], Any]] = []
     for index, clause in enumerate(clauses):
         if not isinstance(clause, chclause):
             raise TypeError(f"choose: clause {index} is a {type(clause).__name__}, not a chclause")
@@ -429,10 +455,10 @@ def choose(clauses: list[chclause], deadline: int = -1) -> int:
             peers = direction.receivers
             while peers:
                 entry = peers.popleft()
-                w = entry.group or entry
+                w = _waiter_of(entry)
                 if not w.done:
                     entry.value = clause.val
-                    wake(c, w, entry.index)
+                    wake(c, w, entry.index if w is not entry else 0)
                     return index
             plan.append((direction.senders, clause.val))
         else:
@@ -442,11 +468,11 @@ def choose(clauses: list[chclause], deadline: int = -1) -> int:
             peers = direction.senders
             while peers:
                 entry = peers.popleft()
-                w = entry.group or entry
+                w = _waiter_of(entry)
                 if not w.done:
                     clause.val = entry.value
                     entry.value = None
-                    wake(c, w, entry.index)
+                    wake(c, w, entry.index if w is not entry else 0)
                     return index
             plan.append((direction.receivers, None))
     if expired(deadline):
@@ -475,18 +501,14 @@ def choose(clauses: list[chclause], deadline: int = -1) -> int:
 
 
 def _choice_entry(group: Waiter, index: int, value: Any) -> _ChoiceEntry:
-    entry: _ChoiceEntry = _ChoiceEntry()
-    entry.g = group.g
-    entry.done = False
+    entry = _ChoiceEntry()
     entry.group = group
     entry.index = index
     entry.value = value
     return entry
 
 
-def _remove_all(
-    plan: list[tuple[deque[_Entry], Any]], entries: Sequence[_Entry], taken: int
-) -> None:
+def _remove_all(plan: list[tuple[deque[Any], Any]], entries: Sequence[Any], taken: int) -> None:
     # The entry of clause taken was popped by the peer; the others are still queued.
     for index, ((queue, _), entry) in enumerate(zip(plan, entries)):
         if index != taken:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from greenlet import getcurrent
 
 from ._errors import error
-from ._handles import hclose, lookup, new_handle
+from ._handles import SPARE_HANDLES, hclose, lookup, new_handle
 from ._scheduler import (
     CANCEL,
     TIMEOUT,
@@ -37,6 +37,8 @@ from ._scheduler import (
     give_way,
     interrupt,
     launch,
+    new_coroutine,
+    start,
     thread_local,
     waiter_for,
     wake,
@@ -148,11 +150,34 @@ class go_storage(bundle_storage):
 
 def _bundle_of(c: Context, b: int, function: str) -> bundle_storage:
     obj = lookup(c, b, function)
+    if obj.__class__ is Coroutine:
+        if obj.closer is not None and not obj.dead:
+            raise error(errno.ECANCELED, function)  # being closed
+        return promote(c, b, obj)
     if not isinstance(obj, bundle_storage):
         raise error(errno.ENOTSUP, function)
     if obj.closing:
         # Being closed: anything launched in it would be canceled at once.
         raise error(errno.ECANCELED, function)
+    return obj
+
+
+def promote(c: Context, b: int, co: Coroutine) -> bundle_storage:
+    """Turn go()'s handle b, whose object is the coroutine co, into a real bundle.
+
+    go() makes no bundle object (the coroutine is its own handle object): the
+    first bundle_go or bundle_wait on its handle makes one, with co as its
+    member (if co still runs) and co's failure, if one escaped it.
+    """
+    obj = bundle_storage()
+    obj.is_open = True
+    if co.failure is not None:
+        obj.failures = [co.failure]
+        co.failure = None
+    if not co.dead:
+        obj.members[co] = None
+        co.bundle = obj
+    c.handles[b] = obj
     return obj
 
 
@@ -191,7 +216,24 @@ def go(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     if c.nonblocking:  # saves the call on every go while nothing is canceled
         check_can_block(c, "go")
     _check_callable(fn, "go")
-    return _go(c, bundle_storage(), fn, args, kwargs)
+    # The coroutine is its own handle object, a bundle of one (see promote).
+    co = new_coroutine(c, None)
+    # new_handle(c, co), written out: go+hclose is the hot pair of structured code.
+    free = c.free_handles
+    h: int
+    if len(free) > SPARE_HANDLES:
+        h = free.popleft()
+    else:
+        h = c.next_handle
+        c.next_handle = h + 1
+    c.handles[h] = co
+    try:
+        start(c, co, fn, args, kwargs)
+    except BaseException:
+        # Interrupted before the caller could learn the handle: cancel the child.
+        hclose(h)
+        raise
+    return h
 
 
 def _go(c: Context, mem: bundle_storage, fn: Callable[..., Any], args: Any, kwargs: Any) -> int:
@@ -356,9 +398,13 @@ def bundle_wait(b: int, deadline: int = -1) -> None:
     """
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "bundle_wait")
     obj = lookup(c, b, "bundle_wait")
+    if obj.__class__ is Coroutine:
+        if obj.closer is not None and not obj.dead:
+            raise error(errno.EBADF, "bundle_wait")  # being closed
+        obj = promote(c, b, obj)
     if not isinstance(obj, bundle_storage):
         raise error(errno.ENOTSUP, "bundle_wait")
     if obj.waiter is not None:
@@ -402,6 +448,6 @@ def yield_() -> None:
     """
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, "yield_")
     give_way(c, cur)

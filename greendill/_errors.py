@@ -31,15 +31,22 @@ class Canceled(OSError):
 
 
 _messages: dict[tuple[int, str], str] = {}
+# ECANCELED's messages by function alone: every cancel raises one, and a
+# lookup by string costs half of one by (code, function) tuple.
+_canceled_messages: dict[str, str] = {}
+_ECANCELED = errno.ECANCELED
 
 
 def error(code: int, function: str, address: Optional[str] = None) -> OSError:
     """Make the exception for libdill's errno code raised by function."""
+    if code == _ECANCELED:
+        message = _canceled_messages.get(function)
+        if message is None:
+            message = _canceled_messages[function] = f"{function}: {os.strerror(code)}"
+        return Canceled(code, message)
     message = _messages.get((code, function))
     if message is None:
         message = _messages[code, function] = f"{function}: {os.strerror(code)}"
-    if code == errno.ECANCELED:
-        return Canceled(code, message)
     if address is None:
         return OSError(code, message)
     return OSError(code, message, address)

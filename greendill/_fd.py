@@ -78,7 +78,7 @@ def ready_now(fd: int, events: int) -> bool:
 def _wait(fd: int, events: int, deadline: int, function: str) -> None:
     c = context()
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, function)
     state = _state(c, fd, function)
     if (state.readers if events == _READ else state.writers) is not None:

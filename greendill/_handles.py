@@ -25,8 +25,8 @@ from ._scheduler import Context, check_can_block, context, thread_local
 
 __all__ = ["hclose", "hmake", "hown", "hquery", "hvfs"]
 
-# How many free numbers wait before the oldest is used again.
-_SPARE = 8
+#: How many free numbers wait before the oldest is used again.
+SPARE_HANDLES = 8
 
 
 @runtime_checkable
@@ -53,7 +53,7 @@ class hvfs(Protocol):
 def new_handle(c: Context, obj: Any) -> int:
     """Put obj in c's table and return its number (no checks: for greendill's own objects)."""
     free = c.free_handles
-    if len(free) > _SPARE:
+    if len(free) > SPARE_HANDLES:
         h = free.popleft()
     else:
         h = c.next_handle

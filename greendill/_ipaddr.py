@@ -336,7 +336,7 @@ def _resolve(
 ) -> list[ipaddr]:
     """Up to n addresses of name, ordered by mode, from gevent's resolver."""
     cur = getcurrent()
-    if cannot_block(c, cur):
+    if c.nonblocking and cannot_block(c, cur):
         raise error(errno.ECANCELED, function)
     if cur is c.hub:
         raise BlockingSwitchOutError(

@@ -465,7 +465,7 @@ def mm_ipc_sendmsg(fd: int, msg: mm_ipc_msg, deadline: int = -1) -> int:
             try:
                 return sendmsg(iov, ancillary, SEND_FLAGS)  # type: ignore[no-any-return]
             except BlockingIOError:
-                ep._wait(ep.wwatcher, False, deadline, "mm_ipc_sendmsg")
+                ep._wait(False, deadline, "mm_ipc_sendmsg")
     except OSError as exc:
         raise _send_error(exc, "mm_ipc_sendmsg") from None
 
@@ -519,7 +519,7 @@ def mm_ipc_recvmsg(fd: int, msg: mm_ipc_msg, deadline: int = -1) -> int:
             # the loop). A deadline of 0, a canceled coroutine and a second
             # receiver always try first.
             ep.rpredict -= 1
-            ep._wait(ep.rwatcher, True, deadline, "mm_ipc_recvmsg")
+            ep._wait(True, deadline, "mm_ipc_recvmsg")
         # Datagrams.recv_rest, written out: this is every receive's path.
         while True:
             try:
@@ -527,7 +527,7 @@ def mm_ipc_recvmsg(fd: int, msg: mm_ipc_msg, deadline: int = -1) -> int:
                 break
             except BlockingIOError:
                 ep.rpredict = _PREDICTED
-                ep._wait(ep.rwatcher, True, deadline, "mm_ipc_recvmsg")
+                ep._wait(True, deadline, "mm_ipc_recvmsg")
             except ConnectionResetError:
                 pass  # the peer closed: what it sent before is still there
     except TypeError as exc:

@@ -18,7 +18,8 @@ served.
 Waiting. Every blocking call is a Waiter: it is woken once, by whichever
 comes first of a peer (through the ready queue), its timer, its I/O watcher,
 or hclose canceling the coroutine. `Waiter.done` is the latch that makes the
-others lose. `block` is the only place that suspends a greenlet to wait.
+others lose. `block` (and `park`, its no-deadline twin) is the only place
+that suspends a greenlet to wait.
 
 Cancellation. A coroutine canceled while it waits in greendill is switched
 into with CANCEL, which makes the call it is in raise Canceled; one that is
@@ -61,6 +62,9 @@ __all__ = [
     "interrupt",
     "launch",
     "leave",
+    "new_coroutine",
+    "park",
+    "start",
     "suspend",
     "thread_local",
     "waiter_for",
@@ -69,6 +73,11 @@ __all__ = [
 
 #: Direct switches between two passes through the hub.
 BUDGET = 64
+
+#: greenlet.switch as a plain function: `switch(g, value)` costs less than
+#: `g.switch(value)` where g is sometimes a Coroutine and sometimes another
+#: greenlet (the interpreter's method cache works for one class at a site).
+switch = greenlet.switch
 
 
 class _Signal:
@@ -263,7 +272,7 @@ def block(c: Context, w: Waiter, deadline: int, line: Optional[deque[Any]] = Non
         if c.budget and c.ready:
             c.budget -= 1
             nxt, value = c.ready.popleft()
-            value = nxt.switch(value)
+            value = switch(nxt, value)
         else:
             c.budget = BUDGET
             value = c.hub_switch()
@@ -284,6 +293,45 @@ def block(c: Context, w: Waiter, deadline: int, line: Optional[deque[Any]] = Non
             timer.stop()
 
 
+def park(c: Context, w: Waiter, line: Optional[deque[Any]] = None) -> Any:
+    """block(c, w, -1, line): wait with no deadline, the most common wait.
+
+    The same as block without a timer to arm or stop, written apart because
+    every channel, socket and msleep(-1) wait takes this path (block's checks
+    for the deadline and its call cost about 5% of a channel round trip).
+    """
+    g = w.g
+    if g is c.hub or c.nonblocking:
+        return block(c, w, -1, line)  # it raises what it must
+    if line is not None:
+        line.append(w)
+    is_coroutine = g.__class__ is Coroutine
+    if is_coroutine:
+        g.waiter = w
+    try:
+        # suspend(c), written out.
+        if c.budget and c.ready:
+            c.budget -= 1
+            nxt, value = c.ready.popleft()
+            value = switch(nxt, value)
+        else:
+            c.budget = BUDGET
+            value = c.hub_switch()
+    except BaseException:
+        if w.done:
+            _unready(c, g)
+        w.done = True
+        if line is not None:
+            leave(line, w)
+        raise
+    finally:
+        if is_coroutine:
+            g.waiter = None
+    if value.__class__ is _Signal and line is not None:
+        leave(line, w)  # canceled: no peer took it out
+    return value
+
+
 def leave(line: deque[Any], w: Waiter) -> None:
     """Take w out of line, unless a peer took it out already."""
     with suppress(ValueError):
@@ -297,14 +345,19 @@ QUEUED.done = True
 
 
 class Coroutine(greenlet):
-    """The greenlet of one greendill coroutine.
+    """The greenlet of one greendill coroutine, and the handle object of go().
 
     bundle is the object that owns it: the coroutine is a key of its
     `members` dict while it runs, and its `finished(co, failure)` is called
-    when the coroutine's function has returned; waiter is the Waiter it is
-    blocked on, QUEUED while it sits in the ready queue, None while it runs
-    or is suspended in foreign code; closer is the greenlet that waits in
-    hclose for it to end. g and done make it a Waiter of its own.
+    when the coroutine's function has returned. A coroutine started by go()
+    has no bundle (None): it is itself the object behind go()'s handle, a
+    bundle of one, which saves go+hclose a bundle object and its dict (they
+    are most of what a go() allocates). bundle_go and bundle_wait on such a
+    handle first turn it into a real bundle (see _coroutines.promote);
+    until then an exception that escaped it waits in failure. waiter is the
+    Waiter it is blocked on, QUEUED while it sits in the ready queue, None
+    while it runs or is suspended in foreign code; closer is the greenlet
+    that waits in hclose for it to end. g and done make it a Waiter of its own.
     """
 
     def timed_out(self) -> None:
@@ -313,55 +366,139 @@ class Coroutine(greenlet):
             self.done = True
             self.switch(TIMEOUT)
 
-    __slots__ = ("bundle", "canceled", "closer", "ctx", "done", "g", "waiter")
+    __slots__ = (
+        "bundle",
+        "canceled",
+        "closer",
+        "ctx",
+        "done",
+        "failure",
+        "g",
+        "job",
+        "waiter",
+    )
     bundle: Any
     canceled: bool
     closer: Optional[greenlet]
+    failure: Optional[BaseException]
     # A coroutine is its own Waiter (see waiter_for): its waits allocate nothing.
     done: bool
     g: Optional[Coroutine]
     ctx: Context
+    # (fn, args, kwargs or None) from start() until _body takes it.
+    job: Optional[tuple[Callable[..., Any], tuple[Any, ...], Optional[dict[str, Any]]]]
     waiter: Optional[Waiter]
 
-    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        failure: Optional[BaseException] = None
-        try:
-            fn(*args, **kwargs)
-        except GreenletExit:
-            pass
-        except Canceled as exc:
-            # Canceled that the cancellation itself caused is how a canceled
-            # coroutine ends, not a failure.
-            if not self.canceled:
-                failure = exc
-        except BaseException as exc:
-            failure = exc
-        c = self.ctx
-        self.g = None  # it referred to itself
-        if self.canceled:
-            c.nonblocking -= 1
-        if failure is not None:
-            c.hub.handle_error(self, type(failure), failure, failure.__traceback__)
-        self.bundle.finished(self, failure)
-        failure = None
-        if self.closer is not None:
-            return None  # our parent is the closer: dying switches to it
-        if c.budget and c.ready:
-            # Die into the next ready greenlet instead of passing through the hub.
-            g, value = c.ready.popleft()
-            try:
-                self.parent = g
-            except ValueError:  # g descends from us; let the hub serve it
-                c.ready.appendleft((g, value))
-                return None
-            c.budget -= 1
-            return value
-        c.budget = BUDGET
+    # The hvfs protocol, for the handle of go() (a bundle of one).
+
+    def query(self, type: object) -> Any:
         return None
+
+    def close(self) -> None:
+        """Cancel the coroutine and return once it has ended (bundle_storage.close's twin)."""
+        cur = getcurrent()
+        if cur is self:
+            raise error(errno.EDEADLK, "hclose")
+        self.failure = None  # the hub has reported it; nobody can wait for it any more
+        if self.dead:
+            return
+        if self.closer is not None:
+            raise error(errno.EBADF, "hclose")  # another hclose is ending it
+        c = self.ctx
+        if not self.canceled:  # cancel(c, self), written out
+            self.canceled = True
+            c.nonblocking += 1
+        pending = interrupt(c, cur, self)
+        if pending is not None:
+            raise pending
 
     def __repr__(self) -> str:
         state = "dead" if self.dead else ("canceled" if self.canceled else "alive")
         return f"<greendill coroutine at {id(self):#x} {state}>"
+
+
+def _body() -> Any:
+    """What every Coroutine runs (its greenlet run): the job start() gave it, then the end.
+
+    A plain function rather than a `run` method, and a job kept in a slot
+    rather than passed to switch(): greenlet would otherwise allocate a bound
+    method and keep an argument tuple for the coroutine's whole life, and
+    each of them is one more object for the cyclic GC to track per
+    coroutine (with go()'s handle being the coroutine, go+hclose went from
+    16.2 to 12.8 us; see benchmarks/README.md).
+    """
+    self: Any = getcurrent()
+    fn, args, kwargs = self.job
+    self.job = None
+    failure: Optional[BaseException] = None
+    try:
+        # fn(*args) is a call from C to C in the interpreter, and the frame
+        # it adds stays on the C stack that greenlet saves for a parked
+        # coroutine; fn() and fn(a) are not (about 400 bytes per parked
+        # coroutine on 3.11, see benchmarks/README.md). And fn(a) lets the
+        # args tuple go first: one object less for the GC to visit while
+        # the coroutine lives (go+hclose 3-5% faster).
+        if kwargs:
+            fn(*args, **kwargs)
+        elif not args:
+            fn()
+        elif len(args) == 1:
+            arg = args[0]
+            args = ()
+            fn(arg)
+        else:
+            fn(*args)
+    except GreenletExit:
+        pass
+    except Canceled as exc:
+        # Canceled that the cancellation itself caused is how a canceled
+        # coroutine ends, not a failure.
+        if not self.canceled:
+            failure = exc
+    except BaseException as exc:
+        failure = exc
+    c = self.ctx
+    self.g = None  # it referred to itself
+    if self.canceled:
+        c.nonblocking -= 1
+    if failure is not None:
+        c.hub.handle_error(self, type(failure), failure, failure.__traceback__)
+    b = self.bundle
+    if b is not None:
+        b.finished(self, failure)
+    elif failure is not None and self.closer is None:
+        self.failure = failure  # for a bundle_wait on go()'s handle
+    failure = None
+    if self.closer is not None:
+        return None  # our parent is the closer: dying switches to it
+    if c.budget and c.ready:
+        # Die into the next ready greenlet instead of passing through the hub.
+        g, value = c.ready.popleft()
+        try:
+            self.parent = g
+        except ValueError:  # g descends from us; let the hub serve it
+            c.ready.appendleft((g, value))
+            return None
+        c.budget -= 1
+        return value
+    c.budget = BUDGET
+    return None
+
+
+def new_coroutine(c: Context, bundle: Any) -> Coroutine:
+    """Make a coroutine of bundle (None: go()'s bundle of one), not started yet."""
+    co = Coroutine(_body, c.hub)
+    co.ctx = c
+    co.bundle = bundle
+    co.canceled = False
+    co.closer = None
+    co.failure = None
+    co.waiter = None
+    co.g = co
+    co.done = False
+    if bundle is not None:
+        bundle.members[co] = None
+    return co
 
 
 def launch(
@@ -371,29 +508,34 @@ def launch(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Coroutine:
-    """Start fn(*args, **kwargs) as a coroutine of bundle, at once, as libdill's go does.
+    """Start fn(*args, **kwargs) as a coroutine of bundle, at once, as libdill's go does."""
+    co = new_coroutine(c, bundle)
+    start(c, co, fn, args, kwargs)
+    return co
+
+
+def start(
+    c: Context,
+    co: Coroutine,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Run co (from new_coroutine) at once, until it blocks or ends.
 
     The caller goes to the tail of the ready queue and the child runs until
     it blocks or ends; the caller resumes after the greenlets that were ready
     before it.
     """
+    co.job = (fn, args, kwargs or None)
     cur: Any = getcurrent()
     if not c.hub and not c.hub.dead and cur is not c.hub:
         _start_hub(c, cur)
-    co = Coroutine(None, c.hub)
-    co.ctx = c
-    co.bundle = bundle
-    co.canceled = False
-    co.closer = None
-    co.waiter = None
-    co.g = co
-    co.done = False
-    bundle.members[co] = None
     if cur is c.hub:
         # A callback of the hub: it resumes when the child's chain of
         # switches reaches the hub.
-        co.switch(fn, args, kwargs)
-        return co
+        co.switch()
+        return
     # give_way's queueing, with a switch to the child instead of suspend.
     c.ready.append((cur, None))
     if not c.drain_pending:
@@ -402,7 +544,7 @@ def launch(
     if cur.__class__ is Coroutine:
         cur.waiter = QUEUED
         try:
-            co.switch(fn, args, kwargs)
+            co.switch()
         except BaseException:
             _unready(c, cur)
             raise
@@ -410,11 +552,10 @@ def launch(
             cur.waiter = None
     else:
         try:
-            co.switch(fn, args, kwargs)
+            co.switch()
         except BaseException:
             _unready(c, cur)
             raise
-    return co
 
 
 def _start_hub(c: Context, cur: Any) -> None:

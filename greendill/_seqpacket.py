@@ -241,11 +241,9 @@ class Datagrams(Watched):
         """Take sock as it is: Watched.adopt without making it non-blocking (MSG_DONTWAIT does)."""
         self.rpredict = 0
         self.sock = sock
+        self.ctx = c
         self.is_open = True
         self.generation += 1
-        fd = sock.fileno()
-        self.rwatcher = c.loop.io(fd, 1)
-        self.wwatcher = c.loop.io(fd, 2)
 
     def send_rest(
         self, exc: OSError, buffers: Any, ancillary: Any, deadline: int, function: str

@@ -52,14 +52,14 @@ from ._scheduler import (
     Context,
     Coroutine,
     Waiter,
-    block,
     cannot_block,
     check_can_block,
     context,
-    thread_local,
+    park,
+    switch,
     wake,
 )
-from ._time import check_deadline, expired
+from ._time import check_deadline
 
 __all__ = [
     "FdOrSocket",
@@ -85,6 +85,9 @@ _EV_WRITE = 2
 _LINGER_RESET = struct.pack("ii", 1, 0)
 # Received and dropped in chunks of at most this many bytes (brecvl's skips).
 _SKIP_CHUNK = 65536
+# Receives after a send that wait before their first try, once one such try
+# failed (see StreamSocket._skip_try).
+_SKIPS = 15
 
 #: os.close as the kernel does it. Under monkey.patch_all(), gevent (25.8.1 and
 #: later) defers os.close to the loop's next iteration, and the fd number stays
@@ -102,6 +105,7 @@ class Watched:
     """
 
     __slots__ = (
+        "ctx",
         "generation",
         "is_open",
         "rdeadline",
@@ -121,17 +125,23 @@ class Watched:
 
     def __init__(self) -> None:
         self.sock: Any = None
+        # The context of the thread whose handle table holds this object.
+        self.ctx: Any = None
         self.is_open = False
         self.generation = 0
+        # The read and write watchers, made on the first wait in their
+        # direction: an idle connection, or one that never fills the send
+        # buffer, costs no watcher (about 120 bytes each).
         self.rwatcher: Any = None
         self.wwatcher: Any = None
         self.reader: Optional[Waiter] = None
         self.writer: Optional[Waiter] = None
         # One reusable waiter per direction for greenlets that are not
-        # coroutines (a coroutine is its own): EBUSY allows one at a time.
-        self.rwaiter = Waiter(None)
-        self.wwaiter = Waiter(None)
-        # Deadlines use one lazy timer per direction (see _arm): the deadline
+        # coroutines (a coroutine is its own), made when first needed: EBUSY
+        # allows one at a time.
+        self.rwaiter: Optional[Waiter] = None
+        self.wwaiter: Optional[Waiter] = None
+        # Deadlines use one lazy timer per direction (see _wait): the deadline
         # of the current wait, the timer, and the deadline it is armed for
         # (-1: not armed).
         self.rdeadline = self.wdeadline = -1
@@ -143,11 +153,9 @@ class Watched:
         """Take ownership of sock (non-blocking from now on)."""
         sock.setblocking(False)
         self.sock = sock
+        self.ctx = c
         self.is_open = True
         self.generation += 1
-        fd = sock.fileno()
-        self.rwatcher = c.loop.io(fd, _EV_READ)
-        self.wwatcher = c.loop.io(fd, _EV_WRITE)
 
     def forget(self, c: Context) -> None:
         """Wake the waiters with EBADF, stop the watchers, close the socket."""
@@ -168,17 +176,14 @@ class Watched:
 
     def wait_readable(self, deadline: int, function: str) -> None:
         """Wait until the socket is readable; raise ETIMEDOUT, ECANCELED, EBADF or EBUSY."""
-        self._wait(self.rwatcher, True, deadline, function)
+        self._wait(True, deadline, function)
 
     def wait_writable(self, deadline: int, function: str) -> None:
         """Wait until the socket is writable; raise ETIMEDOUT, ECANCELED, EBADF or EBUSY."""
-        self._wait(self.wwatcher, False, deadline, function)
+        self._wait(False, deadline, function)
 
-    def _wait(self, watcher: Any, reading: bool, deadline: int, function: str) -> None:
-        try:
-            c = thread_local.context
-        except AttributeError:
-            c = context()
+    def _wait(self, reading: bool, deadline: int, function: str) -> None:
+        c = self.ctx
         cur: Any = getcurrent()
         if c.nonblocking and cannot_block(c, cur):
             raise error(errno.ECANCELED, function)
@@ -188,47 +193,72 @@ class Watched:
             # second accept would otherwise take over the watcher and strand
             # the first one for good.
             raise error(errno.EBUSY, function)
+        if deadline == -1:
+            if reading:
+                self.rdeadline = -1
+            else:
+                self.wdeadline = -1
+        elif deadline < 0:  # any other negative number also waits forever
+            check_deadline(deadline, function)
+            if reading:
+                self.rdeadline = -1
+            else:
+                self.wdeadline = -1
+        else:
+            if deadline.__class__ is not int:
+                check_deadline(deadline, function)
+            # expired(deadline), written out: every call with a deadline passes here.
+            if deadline == 0 or deadline * 1_000_000 <= monotonic_ns():
+                # Readiness wins over an expired deadline (libdill polls
+                # with a zero timeout): a loopback connect completes so.
+                if ready_now(self.sock.fileno(), _EV_READ if reading else _EV_WRITE):
+                    return
+                raise error(errno.ETIMEDOUT, function)
+            # The lazy timer: armed only when this wait's deadline is earlier
+            # than the one it is armed for, and left armed when the wait ends
+            # (ref=False, so it keeps no loop alive). When it fires it checks
+            # the deadline of the wait in progress, if any, and re-arms for it
+            # (_timer_fired): a stream of calls with ever later deadlines costs
+            # no timer calls.
+            if reading:
+                self.rdeadline = deadline
+                if not 0 <= self.rtimer_at <= deadline:
+                    _start_timer(c, self, True, deadline)
+            else:
+                self.wdeadline = deadline
+                if not 0 <= self.wtimer_at <= deadline:
+                    _start_timer(c, self, False, deadline)
         w: Any
         if cur.__class__ is Coroutine:
             w = cur
         else:
             w = self.rwaiter if reading else self.wwaiter
+            if w is None:
+                w = Waiter(cur)
+                if reading:
+                    self.rwaiter = w
+                else:
+                    self.wwaiter = w
             w.g = cur
         w.done = False
         generation = self.generation
         if reading:
             self.reader = w
+            watcher = self.rwatcher
+            if watcher is None:
+                watcher = self.rwatcher = c.loop.io(self.sock.fileno(), _EV_READ)
         else:
             self.writer = w
-        if deadline != -1:
-            check_deadline(deadline, function)
-            if deadline >= 0:
-                if expired(deadline):
-                    if reading:
-                        self.reader = None
-                    else:
-                        self.writer = None
-                    # Readiness wins over an expired deadline (libdill polls
-                    # with a zero timeout): a loopback connect completes so.
-                    if ready_now(self.sock.fileno(), _EV_READ if reading else _EV_WRITE):
-                        return
-                    raise error(errno.ETIMEDOUT, function)
-                self._arm(c, reading, deadline)
-            elif reading:
-                self.rdeadline = -1
-            else:
-                self.wdeadline = -1
-        elif reading:
-            self.rdeadline = -1
-        else:
-            self.wdeadline = -1
+            watcher = self.wwatcher
+            if watcher is None:
+                watcher = self.wwatcher = c.loop.io(self.sock.fileno(), _EV_WRITE)
         # The watcher switches straight into the waiting greenlet: nothing
         # else can end this wait once it fires, since whatever else does
         # (the timer, hclose's EBADF, a cancel) stops the watcher first or
         # latches w.done before it resumes.
-        watcher.start(cur.switch, None)
+        watcher.start(switch, cur, None)  # switch(cur, None): no bound method to make
         try:
-            outcome = block(c, w, -1)
+            outcome = park(c, w)
         finally:
             if self.generation == generation:
                 watcher.stop()
@@ -243,22 +273,6 @@ class Watched:
         if outcome is CANCEL:
             raise error(errno.ECANCELED, function)
         raise error(outcome, function)  # EBADF: closed while waiting
-
-    def _arm(self, c: Context, reading: bool, deadline: int) -> None:
-        # The lazy timer: armed only when this wait's deadline is earlier
-        # than the one it is armed for, and left armed when the wait ends
-        # (ref=False, so it keeps no loop alive). When it fires it checks the
-        # deadline of the wait in progress, if any, and re-arms for it: a
-        # stream of calls with ever later deadlines costs no timer calls.
-        if reading:
-            self.rdeadline = deadline
-            at = self.rtimer_at
-        else:
-            self.wdeadline = deadline
-            at = self.wtimer_at
-        if 0 <= at <= deadline:
-            return
-        _start_timer(c, self, reading, deadline)
 
 
 def _start_timer(c: Context, owner: Watched, reading: bool, deadline: int) -> None:
@@ -296,7 +310,18 @@ def _timer_fired(c: Context, owner: Watched, reading: bool) -> None:
 class StreamSocket(Watched, bsock_vfs):
     """A connected stream socket: the byte-stream object of TCP and IPC connections."""
 
-    __slots__ = ("indone", "inerr", "outdone", "outerr", "pending", "rbusy", "sbusy", "scratch")
+    __slots__ = (
+        "indone",
+        "inerr",
+        "outdone",
+        "outerr",
+        "pending",
+        "rbusy",
+        "sbusy",
+        "scratch",
+        "sent",
+        "skips",
+    )
 
     #: The type id a subclass answers besides bsock_type (tcp_type, ipc_type).
     type_id: object = None
@@ -314,6 +339,10 @@ class StreamSocket(Watched, bsock_vfs):
         # Bytes a layer above read ahead and gave back (bunrecv): every
         # receive takes them first.
         self.pending: Optional[bytes] = None
+        # The guess of _skip_try: whether the last call was a send, and for
+        # how many more receives after a send to skip the first try.
+        self.sent = False
+        self.skips = 0
 
     def open(self, c: Context, sock: _socket) -> None:
         """Start being the connection over sock."""
@@ -348,6 +377,7 @@ class StreamSocket(Watched, bsock_vfs):
         if self.sbusy or self.outdone or self.outerr:
             self._begin_send("bsend")
         self.sbusy = True
+        self.sent = True
         generation = self.generation
         try:
             try:
@@ -369,7 +399,7 @@ class StreamSocket(Watched, bsock_vfs):
     def _send_rest(self, view: memoryview, deadline: int, function: str) -> None:
         send = self.sock.send
         while view:
-            self._wait(self.wwatcher, False, deadline, function)
+            self._wait(False, deadline, function)
             try:
                 sent = send(view)
             except BlockingIOError:
@@ -415,6 +445,31 @@ class StreamSocket(Watched, bsock_vfs):
         if self.inerr:
             raise error(errno.ECONNRESET, function)
 
+    def _skip_try(self, deadline: int) -> bool:
+        """Whether a receive right after a send should wait before its first try.
+
+        The first try of a receive that follows a send (a request, then its
+        response) usually fails: the peer has not answered yet, and the
+        failure costs a system call and a BlockingIOError, 15-20% of a
+        ping-pong round trip. Once such a try has failed, the next _SKIPS
+        receives after a send wait for readiness first, then the next one
+        tries again, to notice when the guess stops being right. Never with
+        deadline 0, nor while a greenlet of the thread is canceled: those
+        calls must succeed if the data is there, without waiting. (Data that
+        is there anyway costs one pass through the hub, and an expired
+        deadline still polls: readiness wins.)
+        """
+        if self.skips and deadline and not self.ctx.nonblocking:
+            self.sent = False
+            self.skips -= 1
+            return True
+        return False
+
+    def _tried(self, failed: bool) -> None:
+        # The first try of a receive after a send: remember how it went.
+        self.sent = False
+        self.skips = _SKIPS if failed else 0
+
     def brecv_into(self, buffer: Any, deadline: int) -> None:
         if self.rbusy or self.indone or self.inerr or self.pending:
             self._begin_recv("brecv")
@@ -428,10 +483,15 @@ class StreamSocket(Watched, bsock_vfs):
         self.rbusy = True
         generation = self.generation
         try:
-            try:
-                got = self.sock.recv_into(view)
-            except BlockingIOError:
+            if self.sent and self._skip_try(deadline):
                 got = -1
+            else:
+                try:
+                    got = self.sock.recv_into(view)
+                except BlockingIOError:
+                    got = -1
+                if self.sent:
+                    self._tried(got == -1)
             if got != view.nbytes:
                 self._recv_rest(view, got, deadline, "brecv")
         except BaseException as exc:
@@ -451,22 +511,27 @@ class StreamSocket(Watched, bsock_vfs):
         self.rbusy = True
         generation = self.generation
         try:
-            try:
-                data = self.sock.recv(size)
-            except BlockingIOError:
+            if self.sent and self._skip_try(deadline):
                 data = None
-            if data is not None and len(data) == size:
-                return data  # type: ignore[no-any-return]
+            else:
+                try:
+                    data = self.sock.recv(size)
+                except BlockingIOError:
+                    data = None
+                if self.sent:
+                    self._tried(data is None)
+                if data is not None and len(data) == size:
+                    return data  # type: ignore[no-any-return]
             # The rest of the call, where it waits: pieces until size bytes.
-            chunks = []
+            chunks = None
             if data is not None:
                 if not data:
                     raise _EndOfStream()
-                chunks.append(data)
+                chunks = [data]
                 size -= len(data)
             recv = self.sock.recv
             while True:
-                self._wait(self.rwatcher, True, deadline, "brecv")
+                self._wait(True, deadline, "brecv")
                 try:
                     data = recv(size)
                 except BlockingIOError:
@@ -474,11 +539,14 @@ class StreamSocket(Watched, bsock_vfs):
                 if not data:
                     raise _EndOfStream()
                 if len(data) == size:
-                    if not chunks:
+                    if chunks is None:
                         return data  # type: ignore[no-any-return]
                     chunks.append(data)
                     return b"".join(chunks)
-                chunks.append(data)
+                if chunks is None:
+                    chunks = [data]
+                else:
+                    chunks.append(data)
                 size -= len(data)
         except BaseException as exc:
             self._recv_failed(exc, generation)
@@ -505,6 +573,7 @@ class StreamSocket(Watched, bsock_vfs):
 
     def brecvl(self, buffers: Sequence[RecvItem], deadline: int) -> None:
         self._begin_recv("brecvl")
+        self.sent = False  # a receive, so the next one does not follow a send
         views: list[Any] = []
         for item in buffers:
             if isinstance(item, int):
@@ -539,6 +608,7 @@ class StreamSocket(Watched, bsock_vfs):
             return 0
         if self.pending:
             return self._take_pending(view)
+        self.sent = False  # a receive, so the next one does not follow a send
         self.rbusy = True
         generation = self.generation
         try:
@@ -546,7 +616,7 @@ class StreamSocket(Watched, bsock_vfs):
                 try:
                     got = self.sock.recv_into(view)
                 except BlockingIOError:
-                    self._wait(self.rwatcher, True, deadline, "brecv_some")
+                    self._wait(True, deadline, "brecv_some")
                     continue
                 if not got:
                     raise _EndOfStream()

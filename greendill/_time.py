@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import errno
 from time import monotonic_ns
+from typing import Any
 
 from greenlet import getcurrent
 
 from ._errors import error
-from ._scheduler import CANCEL, block, cannot_block, context, give_way, thread_local, waiter_for
+from ._scheduler import (
+    CANCEL,
+    Coroutine,
+    Waiter,
+    block,
+    cannot_block,
+    context,
+    give_way,
+    park,
+    thread_local,
+)
 
 __all__ = ["check_deadline", "expired", "msleep", "now"]
 
@@ -70,5 +81,11 @@ def msleep(deadline: int = -1) -> None:
         if expired(deadline):
             give_way(c, cur)
             return
-    if block(c, waiter_for(cur), deadline) is CANCEL:
+    w: Any
+    if cur.__class__ is Coroutine:  # waiter_for(cur), written out
+        w = cur
+        w.done = False
+    else:
+        w = Waiter(cur)
+    if (park(c, w) if deadline < 0 else block(c, w, deadline)) is CANCEL:
         raise error(errno.ECANCELED, "msleep")

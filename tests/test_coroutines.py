@@ -492,6 +492,131 @@ def test_bundle_go_into_bundle_being_closed_is_ecanceled() -> None:
     assert result == [errno.ECANCELED]
 
 
+# go()'s handle: a bundle of one until bundle_go or bundle_wait uses it ---------------
+
+
+def test_bundle_go_into_a_go_handle_joins_its_bundle_and_hclose_cancels_both() -> None:
+    log: list[str] = []
+
+    def sleeper(name: str) -> None:
+        try:
+            dill.msleep(-1)
+        except dill.Canceled:
+            log.append(name)
+            raise
+
+    h = dill.go(sleeper, "first")
+    dill.bundle_go(h, sleeper, "second")
+    dill.bundle_go(h, sleeper, "third")
+    dill.hclose(h)
+    assert log == ["first", "second", "third"]  # launch order
+    with pytest.raises(OSError) as info:
+        dill.bundle_wait(h, 0)
+    assert info.value.errno == errno.EBADF
+
+
+def test_bundle_go_into_a_go_handle_whose_coroutine_ended() -> None:
+    h = dill.go(lambda: None)
+    ran: list[int] = []
+    dill.bundle_go(h, ran.append, 1)
+    dill.bundle_wait(h)
+    assert ran == [1]
+    dill.hclose(h)
+
+
+def test_bundle_wait_on_a_go_handle_waits_for_its_coroutine() -> None:
+    log: list[str] = []
+
+    def worker() -> None:
+        dill.msleep(dill.now() + 20)
+        log.append("done")
+
+    h = dill.go(worker)
+    dill.bundle_wait(h)
+    assert log == ["done"]
+    dill.bundle_wait(h)  # nothing left: at once
+    dill.hclose(h)
+
+
+def test_bundle_wait_on_a_go_handle_times_out_and_the_coroutine_runs_on() -> None:
+    h = dill.go(dill.msleep, dill.now() + 30)
+    with pytest.raises(OSError) as info:
+        dill.bundle_wait(h, dill.now() + 5)
+    assert info.value.errno == errno.ETIMEDOUT
+    dill.bundle_wait(h)
+    dill.hclose(h)
+
+
+def test_failure_of_a_go_coroutine_that_ended_later_is_raised_by_bundle_wait(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def late_boom() -> None:
+        dill.msleep(dill.now() + 10)
+        raise ValueError("late")
+
+    h = dill.go(late_boom)
+    dill.msleep(dill.now() + 40)  # it fails while nobody waits on h
+    assert "ValueError: late" in capsys.readouterr().err
+    dill.bundle_go(h, lambda: None)  # turns the handle into a bundle: the failure stays
+    with pytest.raises(ValueError, match="late"):
+        dill.bundle_wait(h)
+    dill.hclose(h)
+
+
+def test_go_handle_being_closed_refuses_bundle_go_and_bundle_wait() -> None:
+    result: dict[str, int] = {}
+    handle: list[int] = []
+
+    def from_outside() -> None:
+        # A gevent greenlet that runs while hclose waits for the coroutine's cleanup.
+        for name, call in (
+            ("bundle_go", lambda: dill.bundle_go(handle[0], lambda: None)),
+            ("bundle_wait", lambda: dill.bundle_wait(handle[0], 0)),
+        ):
+            try:
+                call()
+            except OSError as exc:
+                result[name] = exc.errno or 0
+
+    def slow_cleanup() -> None:
+        try:
+            dill.msleep(-1)
+        except dill.Canceled:
+            gevent.spawn(from_outside).join()  # foreign blocking is allowed here
+            raise
+
+    handle.append(dill.go(slow_cleanup))
+    dill.hclose(handle[0])
+    assert result == {"bundle_go": errno.ECANCELED, "bundle_wait": errno.EBADF}
+
+
+def test_hclose_of_its_own_go_handle_is_edeadlk() -> None:
+    errors: list[int] = []
+    handle: list[int] = []
+
+    def worker() -> None:
+        dill.msleep(dill.now() + 5)
+        try:
+            dill.hclose(handle[0])
+        except OSError as exc:
+            errors.append(exc.errno)
+
+    handle.append(dill.go(worker))
+    dill.bundle_wait(handle[0])
+    assert errors == [errno.EDEADLK]
+    dill.hclose(handle[0])
+
+
+def test_hown_moves_a_go_handle() -> None:
+    h = dill.go(dill.msleep, -1)
+    h2 = dill.hown(h)
+    with pytest.raises(OSError) as info:
+        dill.hclose(h)
+    assert info.value.errno == errno.EBADF
+    dill.bundle_go(h2, dill.msleep, -1)
+    dill.hclose(h2)
+
+
 def test_bundle_mem_einval_ebusy_and_reuse() -> None:
     with pytest.raises(OSError) as info:
         dill.bundle_mem(None)  # type: ignore[arg-type]

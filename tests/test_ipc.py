@@ -1847,3 +1847,98 @@ def test_socat_peer_closing_early_gives_epipe_then_close_succeeds(
             assert wait_for_exit(proc) == 0, (tmp_path / "err").read_text()
     finally:
         dill.hclose(ls)
+
+
+# A receive right after a send waits before its first try once such tries failed --
+
+
+def _guessing_pair() -> tuple[int, int]:
+    """An IPC pair whose end a has seen receives after sends fail at the first try."""
+    a, b = dill.ipc_pair()
+
+    def echo_three() -> None:
+        for _ in range(3):
+            dill.bsend(b, dill.brecv(b, 1))
+
+    h = dill.go(echo_three)
+    for _ in range(3):
+        dill.bsend(a, b"x")
+        assert dill.brecv(a, 1) == b"x"  # the echo answers only after a has tried
+    finish(h)
+    return a, b
+
+
+@pytest.mark.parametrize("into", [False, True], ids=["brecv", "brecv_into"])
+def test_a_guessed_receive_with_deadline_zero_still_tries_at_once(into: bool) -> None:
+    a, b = _guessing_pair()
+    try:
+        dill.bsend(a, b"q")  # a's next receive follows a send
+        dill.bsend(b, b"z")  # and its data is there already
+        if into:
+            buf = bytearray(1)
+            dill.brecv_into(a, buf, 0)
+            assert buf == b"z"
+        else:
+            assert dill.brecv(a, 1, 0) == b"z"
+        dill.bsend(a, b"q")
+        with raises_errno(errno.ETIMEDOUT):
+            dill.brecv(a, 1, 0)  # nothing there: at once, without waiting
+    finally:
+        dill.hclose(a)
+        dill.hclose(b)
+
+
+def test_a_guessed_receive_with_an_expired_deadline_gets_data_that_is_there() -> None:
+    a, b = _guessing_pair()
+    try:
+        dill.bsend(a, b"q")
+        dill.bsend(b, b"z")
+        assert dill.brecv(a, 1, dill.now() - 1) == b"z"  # readiness wins
+        dill.bsend(a, b"q")
+        with raises_errno(errno.ETIMEDOUT):
+            dill.brecv(a, 1, dill.now() - 1)
+    finally:
+        dill.hclose(a)
+        dill.hclose(b)
+
+
+def test_a_guessed_receive_in_a_canceled_coroutine_gets_data_that_is_there() -> None:
+    a, b = _guessing_pair()
+    try:
+        dill.bsend(a, b"q")
+        dill.bsend(b, b"z")
+        assert in_canceled_coroutine(lambda: dill.brecv(a, 1)) == b"z"
+        dill.bsend(a, b"q")
+        assert_canceled(in_canceled_coroutine(lambda: dill.brecv(a, 1)))
+    finally:
+        dill.hclose(a)
+        dill.hclose(b)
+
+
+def test_the_guess_stops_once_the_data_is_always_there() -> None:
+    # While the guess holds, a receive waits first and so lets ready coroutines
+    # run even if its data is there; once a try shows the data there, it no
+    # longer does. Every receive gets its data either way.
+    a, b = _guessing_pair()
+    turns: list[int] = []
+
+    def busy() -> None:
+        while True:
+            turns.append(1)
+            dill.yield_()
+
+    h = dill.go(busy)
+    try:
+        let_run = []
+        for i in range(40):
+            dill.bsend(b, bytes([i]))
+            dill.bsend(a, b"q")
+            before = len(turns)
+            assert dill.brecv(a, 1, dill.now() + SAFETY_MS) == bytes([i])
+            let_run.append(len(turns) != before)
+        assert let_run[0]  # the guess held at first
+        assert not any(let_run[-20:])  # and was dropped within 16 receives
+    finally:
+        dill.hclose(h)
+        dill.hclose(a)
+        dill.hclose(b)
