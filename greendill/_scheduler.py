@@ -562,7 +562,7 @@ def _start_hub(c: Context, cur: Any) -> None:
     # A coroutine that ends returns to its parent, the hub, handing it a
     # value; a hub that has never run would take the value as an argument
     # of Hub.run() and fail (TypeError). So the hub is started before the
-    # first coroutine is made, as gevent.sleep(0) starts it: it runs its
+    # first coroutine runs, as gevent.sleep(0) starts it: it runs its
     # loop once and switches back.
     c.loop.run_callback(cur.switch)
     c.hub_switch()
