@@ -1953,6 +1953,57 @@ def trio_connections(n: int) -> Measured:
 
 # --------------------------------------------------------------------------- prefix framing
 
+
+def _greendill_messages_stream(n: int, a: int, b: int, payload: bytes, scenario: str) -> float:
+    """n messages of payload from a sender coroutine on a to the main task on b; closes both."""
+    import greendill as dill
+
+    msend, mrecv = dill.msend, dill.mrecv
+
+    def sender() -> None:
+        for _ in range(n):
+            msend(a, payload)
+
+    t0 = perf_counter()
+    h = dill.go(sender)
+    got = 0
+    for _ in range(n):
+        got += len(mrecv(b, len(payload)))
+    elapsed = perf_counter() - t0
+    dill.bundle_wait(h)
+    dill.hclose(h)
+    dill.hclose(a)
+    dill.hclose(b)
+    _check(
+        got == len(payload) * n, f"{scenario}: received {got} bytes, expected {len(payload) * n}"
+    )
+    return elapsed
+
+
+def _greendill_messages_pingpong(n: int, a: int, b: int, payload: bytes, scenario: str) -> float:
+    """n round trips of payload between the main task on a and an echo coroutine on b."""
+    import greendill as dill
+
+    msend, mrecv = dill.msend, dill.mrecv
+
+    def echo() -> None:
+        while True:
+            msend(b, mrecv(b, len(payload)))
+
+    h = dill.go(echo)
+    message = payload
+    t0 = perf_counter()
+    for _ in range(n):
+        msend(a, message)
+        message = mrecv(a, len(payload))
+    elapsed = perf_counter() - t0
+    dill.hclose(h)
+    dill.hclose(a)
+    dill.hclose(b)
+    _check(message == payload, f"{scenario}: the message came back changed")
+    return elapsed
+
+
 _PREFIX_PAYLOAD = bytes(range(64))
 
 
@@ -1967,23 +2018,7 @@ def greendill_prefix_stream(n: int) -> float:
     before = _greendill_snapshot()
     a, b = dill.ipc_pair()
     a, b = dill.prefix_attach(a, 4), dill.prefix_attach(b, 4)
-    msend, mrecv = dill.msend, dill.mrecv
-
-    def sender() -> None:
-        for _ in range(n):
-            msend(a, _PREFIX_PAYLOAD)
-
-    t0 = perf_counter()
-    h = dill.go(sender)
-    got = 0
-    for _ in range(n):
-        got += len(mrecv(b, 64))
-    elapsed = perf_counter() - t0
-    dill.bundle_wait(h)
-    dill.hclose(h)
-    dill.hclose(a)
-    dill.hclose(b)
-    _check(got == 64 * n, f"received {got} bytes, expected {64 * n}")
+    elapsed = _greendill_messages_stream(n, a, b, _PREFIX_PAYLOAD, "prefix-stream-ipc")
     _greendill_check_clean(before, "prefix-stream-ipc")
     return elapsed
 
@@ -2042,24 +2077,13 @@ def greendill_prefix_pingpong(n: int) -> float:
 
     before = _greendill_snapshot()
     a, b = dill.ipc_pair()
-    a, b = dill.prefix_attach(a, 4), dill.prefix_attach(b, 4)
-    msend, mrecv = dill.msend, dill.mrecv
-
-    def echo() -> None:
-        while True:
-            msend(b, mrecv(b, 64))
-
-    h = dill.go(echo)
-    message = _PREFIX_PAYLOAD
-    t0 = perf_counter()
-    for _ in range(n):
-        msend(a, message)
-        message = mrecv(a, 64)
-    elapsed = perf_counter() - t0
-    dill.hclose(h)
-    dill.hclose(a)
-    dill.hclose(b)
-    _check(message == _PREFIX_PAYLOAD, "the message came back changed")
+    elapsed = _greendill_messages_pingpong(
+        n,
+        dill.prefix_attach(a, 4),
+        dill.prefix_attach(b, 4),
+        _PREFIX_PAYLOAD,
+        "prefix-pingpong-ipc",
+    )
     _greendill_check_clean(before, "prefix-pingpong-ipc")
     return elapsed
 
@@ -2471,27 +2495,9 @@ def _greendill_ws_pair() -> tuple[int, int]:
     note="ws_attach_client/ws_attach_server over tcp_connect/tcp_accept; msend / mrecv(s, 64)",
 )
 def greendill_ws_pingpong(n: int) -> float:
-    import greendill as dill
-
     before = _greendill_snapshot()
     c, s = _greendill_ws_pair()
-    msend, mrecv = dill.msend, dill.mrecv
-
-    def echo() -> None:
-        while True:
-            msend(s, mrecv(s, 64))
-
-    h = dill.go(echo)
-    message = _WS_PAYLOAD
-    t0 = perf_counter()
-    for _ in range(n):
-        msend(c, message)
-        message = mrecv(c, 64)
-    elapsed = perf_counter() - t0
-    dill.hclose(h)
-    dill.hclose(c)
-    dill.hclose(s)
-    _check(message == _WS_PAYLOAD, "the message came back changed")
+    elapsed = _greendill_messages_pingpong(n, c, s, _WS_PAYLOAD, "ws-pingpong-tcp")
     _greendill_check_clean(before, "ws-pingpong-tcp")
     return elapsed
 
@@ -2502,27 +2508,9 @@ def greendill_ws_pingpong(n: int) -> float:
     note="ws_attach_client/ws_attach_server over TCP; a sender coroutine msends, main mrecv(s, 64)",
 )
 def greendill_ws_stream(n: int) -> float:
-    import greendill as dill
-
     before = _greendill_snapshot()
     c, s = _greendill_ws_pair()
-    msend, mrecv = dill.msend, dill.mrecv
-
-    def sender() -> None:
-        for _ in range(n):
-            msend(c, _WS_PAYLOAD)
-
-    t0 = perf_counter()
-    h = dill.go(sender)
-    got = 0
-    for _ in range(n):
-        got += len(mrecv(s, 64))
-    elapsed = perf_counter() - t0
-    dill.bundle_wait(h)
-    dill.hclose(h)
-    dill.hclose(c)
-    dill.hclose(s)
-    _check(got == 64 * n, f"received {got} bytes, expected {64 * n}")
+    elapsed = _greendill_messages_stream(n, c, s, _WS_PAYLOAD, "ws-stream-tcp")
     _greendill_check_clean(before, "ws-stream-tcp")
     return elapsed
 
