@@ -1221,8 +1221,9 @@ def _assert_timers_follow_each_wait(
     wait: Callable[[int], Any], supply: Callable[[], Any], check: Callable[[Any], None]
 ) -> None:
     # One wait's deadline must neither end a later wait early nor keep a
-    # later, shorter deadline from being kept.
-    first = dill.now() + 100
+    # later, shorter deadline from being kept. (The first deadline leaves
+    # the supplier a second: CI runs thirteen suites at once on two cores.)
+    first = dill.now() + 1000
     h = _later(dill.now() + 1, supply)  # comes well before the deadline
     check(wait(first))
     finish(h)
