@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -207,3 +209,46 @@ def skip_unless_patch_all_works() -> None:
     failure = patch_all_failure()
     if failure:
         pytest.skip(f"gevent's patch_all() fails in this environment: {failure}")
+
+
+def open_fds() -> dict[int, str]:
+    """The process's open fds and what they are (not the one listdir used)."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        with suppress(OSError):
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return fds
+
+
+@contextmanager
+def no_fd_left() -> Iterator[None]:
+    """Make the process's next new fd fail with EMFILE (RLIMIT_NOFILE lowered).
+
+    The soft limit goes down to just above the highest open fd and every
+    free number below it is taken; all is undone on the way out.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(open_fds()) + 1, hard))
+    try:
+        while True:
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+                break
+        yield
+    finally:
+        for fd in fillers:
+            close_fd(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def fd_is_open(fd: int) -> bool:
+    """Whether fd is an open file descriptor."""
+    try:
+        os.fstat(fd)
+    except OSError as exc:
+        assert exc.errno == errno.EBADF
+        return False
+    return True

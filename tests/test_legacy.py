@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import queue
-import resource
 import select
 import socket
 import subprocess
@@ -36,7 +35,13 @@ import gevent.socket
 import gevent.subprocess
 import pytest
 from gevent.monkey import get_original
-from helpers import SAFETY_MS, close_fd, raises_errno, recv_exactly, skip_unless_patch_all_works
+from helpers import (
+    SAFETY_MS,
+    no_fd_left,
+    raises_errno,
+    recv_exactly,
+    skip_unless_patch_all_works,
+)
 
 import greendill as dill
 from greendill.testing import monkeypatched, run_in_os_thread
@@ -575,25 +580,6 @@ def test_tosocket_enotsup_and_ebadf() -> None:
     for call in (dill.tcp_tosocket, dill.ipc_tosocket):
         with raises_errno(errno.EBADF):
             call(a)
-
-
-@contextmanager
-def no_fd_left() -> Iterator[None]:
-    """The next new fd fails with EMFILE: RLIMIT_NOFILE just above the highest open fd."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    fillers: list[int] = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(open_fds()) + 1, hard))
-    try:
-        while True:
-            try:
-                fillers.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError:
-                break
-        yield
-    finally:
-        for fd in fillers:
-            close_fd(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_tosocket_share_emfile() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from helpers import (
     close_fd,
     finish,
     in_canceled_coroutine,
+    no_fd_left,
+    open_fds,
     raises_errno,
     spawn,
 )
@@ -58,34 +59,6 @@ def padded(name: str) -> bytes:
     """mmlib's address for name: NUL, the name, NULs up to the whole sun_path."""
     raw = b"\0" + name.encode()
     return raw + bytes(108 - len(raw))
-
-
-def open_fds() -> dict[int, str]:
-    fds = {}
-    for entry in os.listdir("/proc/self/fd"):
-        with suppress(OSError):
-            fds[int(entry)] = os.readlink(f"/proc/self/fd/{entry}")
-    return fds
-
-
-@contextmanager
-def no_fd_left() -> Iterator[None]:
-    """Make the process's next new fd fail with EMFILE (RLIMIT_NOFILE lowered)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    fillers: list[int] = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(open_fds()) + 1, hard))
-    try:
-        while True:
-            try:
-                fillers.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError as exc:
-                assert exc.errno == errno.EMFILE
-                break
-        yield
-    finally:
-        for fd in fillers:
-            close_fd(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @contextmanager

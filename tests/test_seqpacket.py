@@ -22,10 +22,10 @@ from helpers import (
     close_fd,
     finish,
     in_canceled_coroutine,
+    no_fd_left,
     raises_errno,
     spawn,
 )
-from test_mmipc import no_fd_left
 
 import greendill as dill
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import resource
 import select
 import shutil
 import socket
@@ -45,8 +44,11 @@ from helpers import (
     assert_canceled,
     close_fd,
     close_results,
+    fd_is_open,
     finish,
     in_canceled_coroutine,
+    no_fd_left,
+    open_fds,
     raises_errno,
     randbytes,
     recv_exactly,
@@ -71,48 +73,6 @@ TEST_NET6 = "2001:db8::1"
 
 
 # Helpers ----------------------------------------------------------------------
-
-
-def open_fds() -> dict[int, str]:
-    """The process's open fds and what they are (not the one listdir used)."""
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        with suppress(OSError):
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-    return fds
-
-
-@contextmanager
-def no_fd_left() -> Iterator[None]:
-    """Make the process's next new fd fail with EMFILE (RLIMIT_NOFILE lowered).
-
-    The soft limit goes down to just above the highest open fd and every
-    free number below it is taken; all is undone on the way out.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    fillers: list[int] = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(open_fds()) + 1, hard))
-    try:
-        while True:
-            try:
-                fillers.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError as exc:
-                assert exc.errno == errno.EMFILE
-                break
-        yield
-    finally:
-        for fd in fillers:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def fd_is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError as exc:
-        assert exc.errno == errno.EBADF
-        return False
-    return True
 
 
 def try_call(fn: Callable[[], Any]) -> Any:

@@ -23,7 +23,6 @@ import errno
 import os
 import pwd
 import random
-import resource
 import socket
 import subprocess
 from _socket import socket as _socket
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from helpers import no_fd_left
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,34 +155,6 @@ def in_canceled_coroutine(fn: Callable[[], Any]) -> Any:
 
 def randbytes(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def open_fds() -> dict[int, str]:
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        with suppress(OSError):
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-    return fds
-
-
-@contextmanager
-def no_fd_left() -> Iterator[None]:
-    """Make the process's next new fd fail with EMFILE (RLIMIT_NOFILE lowered)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    fillers: list[int] = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(open_fds()) + 1, hard))
-    try:
-        while True:
-            try:
-                fillers.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError as exc:
-                assert exc.errno == errno.EMFILE
-                break
-        yield
-    finally:
-        for fd in fillers:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 # Opening: addresses, ports, families ------------------------------------------------
