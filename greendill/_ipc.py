@@ -43,6 +43,7 @@ from ._stream import (
     check_storage,
     close_fd,
     close_stream,
+    done_stream,
     handle_from_fd,
     recv_error,
     register_fast_bsock,
@@ -520,10 +521,7 @@ def ipc_done(s: int, deadline: int = -1) -> None:
         EPIPE: ipc_done was called already.
         ETIMEDOUT: never raised: ipc_done does not block.
     """
-    c = context()
-    conn = _connection(c, s, "ipc_done")
-    check_can_block(c, "ipc_done")
-    conn.done("ipc_done")
+    done_stream(s, ipc_type, "ipc_done")
 
 
 def ipc_close(s: int, deadline: int = -1) -> None:

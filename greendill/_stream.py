@@ -72,6 +72,7 @@ __all__ = [
     "close_fd",
     "close_in_order",
     "close_stream",
+    "done_stream",
     "handle_from_fd",
     "recv_error",
     "register_fast_bsock",
@@ -896,6 +897,19 @@ def handle_from_fd(fd: FdOrSocket, mem: Watched, families: tuple[int, ...], func
     else:
         mem.open(c, sock)  # type: ignore[attr-defined]
     return new_handle(c, mem)
+
+
+def done_stream(s: int, conn_type: object, function: str) -> None:
+    """tcp_done and ipc_done: shut the sending side of connection s down.
+
+    ENOTSUP for a handle that is not a conn_type connection.
+    """
+    c = context()
+    conn = lookup(c, s, function)
+    if conn.query(conn_type) is None:
+        raise error(errno.ENOTSUP, function)
+    check_can_block(c, function)
+    conn.done(function)
 
 
 def close_stream(

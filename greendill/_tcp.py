@@ -30,6 +30,7 @@ from ._stream import (
     accept_fd,
     check_storage,
     close_stream,
+    done_stream,
     handle_from_fd,
     register_fast_bsock,
     syscall_error,
@@ -403,12 +404,7 @@ def tcp_done(s: int, deadline: int = -1) -> None:
         EPIPE: tcp_done was called already.
         ETIMEDOUT: never raised: tcp_done does not block.
     """
-    c = context()
-    conn = lookup(c, s, "tcp_done")
-    if conn.query(tcp_type) is None:
-        raise error(errno.ENOTSUP, "tcp_done")
-    check_can_block(c, "tcp_done")
-    conn.done("tcp_done")
+    done_stream(s, tcp_type, "tcp_done")
 
 
 def tcp_close(s: int, deadline: int = -1) -> None:
