@@ -240,15 +240,21 @@ def chsend(ch: int, val: Any, deadline: int = -1) -> None:
     # chsend and chrecv are the channel ping-pong path: the context, the
     # handle lookup and wake() are written out here to save their calls,
     # and the current greenlet is only looked at when the call must wait
-    # or some greenlet of this thread cannot block.
+    # or some greenlet of this thread cannot block. The table is indexed
+    # rather than searched with get(), and ch's type checked only after
+    # (1.0 and True find handle 1; _end sorts them out): 4-8% of a round
+    # trip on 3.11.
     try:
         c = thread_local.context
     except AttributeError:
         c = context()
     if c.nonblocking and cannot_block(c, getcurrent()):
         raise error(errno.ECANCELED, "chsend")
-    end: Any = c.handles.get(ch) if ch.__class__ is int else None
-    if end.__class__ is not _End:
+    try:
+        end: Any = c.handles[ch]
+    except (KeyError, TypeError):
+        end = None
+    if end.__class__ is not _End or ch.__class__ is not int:
         end = _end(c, ch, "chsend")
     direction = end.outgoing
     if direction.done:
@@ -311,8 +317,11 @@ def chrecv(ch: int, deadline: int = -1) -> Any:
         c = context()
     if c.nonblocking and cannot_block(c, getcurrent()):
         raise error(errno.ECANCELED, "chrecv")
-    end: Any = c.handles.get(ch) if ch.__class__ is int else None
-    if end.__class__ is not _End:
+    try:
+        end: Any = c.handles[ch]
+    except (KeyError, TypeError):
+        end = None
+    if end.__class__ is not _End or ch.__class__ is not int:
         end = _end(c, ch, "chrecv")
     direction = end.incoming
     if direction.done:

@@ -169,8 +169,11 @@ def _bsock(s: int, function: str) -> Any:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj = c.handles.get(s) if s.__class__ is int else None
-    if obj.__class__ in fast_bsocks:
+    try:
+        obj = c.handles[s]
+    except (KeyError, TypeError):
+        return _interface(s, bsock_type, function)
+    if obj.__class__ in fast_bsocks and s.__class__ is int:
         return obj
     return _interface(s, bsock_type, function)
 
@@ -238,13 +241,18 @@ def bsend(s: int, data: Any, deadline: int = -1) -> None:
         ETIMEDOUT: the deadline passed before every byte was sent.
     """
     # _bsock(s, "bsend"), written out: bsend and brecv are every byte
-    # stream's hot path, and the call is 5% of a socket ping-pong.
+    # stream's hot path, and the call is 5% of a socket ping-pong. The
+    # table is indexed rather than searched with get(), and s's type checked
+    # after (1.0 and True find handle 1; _interface sorts them out).
     try:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj: Any = c.handles.get(s) if s.__class__ is int else None
-    if obj.__class__ not in fast_bsocks:
+    try:
+        obj: Any = c.handles[s]
+    except (KeyError, TypeError):
+        obj = None
+    if obj.__class__ not in fast_bsocks or s.__class__ is not int:
         obj = _interface(s, bsock_type, "bsend")
     obj.bsend(data, deadline)
 
@@ -298,8 +306,11 @@ def brecv(s: int, size: int, deadline: int = -1) -> bytes:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj: Any = c.handles.get(s) if s.__class__ is int else None
-    if obj.__class__ not in fast_bsocks:
+    try:
+        obj: Any = c.handles[s]
+    except (KeyError, TypeError):
+        obj = None
+    if obj.__class__ not in fast_bsocks or s.__class__ is not int:
         obj = _interface(s, bsock_type, "brecv")
     data = obj.brecv(size, deadline)
     return data if data.__class__ is bytes else bytes(data)
@@ -328,8 +339,11 @@ def brecv_into(s: int, buffer: Any, deadline: int = -1) -> int:
         c = thread_local.context
     except AttributeError:
         c = context()
-    obj: Any = c.handles.get(s) if s.__class__ is int else None
-    if obj.__class__ not in fast_bsocks:
+    try:
+        obj: Any = c.handles[s]
+    except (KeyError, TypeError):
+        obj = None
+    if obj.__class__ not in fast_bsocks or s.__class__ is not int:
         obj = _interface(s, bsock_type, "brecv_into")
     obj.brecv_into(buffer, deadline)
     if buffer.__class__ is bytearray:
