@@ -474,8 +474,11 @@ class StreamSocket(Watched, bsock_vfs):
     def brecv_into(self, buffer: Any, deadline: int) -> None:
         if self.rbusy or self.indone or self.inerr or self.pending:
             self._begin_recv("brecv")
-        view = _writable(buffer, "brecv")
+        # recv_into takes a bytearray as it is: a view is made only for what
+        # a first receive leaves to fill (3-4% of a 64 KiB bulk transfer).
+        view: Any = buffer if buffer.__class__ is bytearray else _writable(buffer, "brecv")
         if self.pending:
+            view = _writable(view, "brecv")
             view = view[self._take_pending(view) :]
             if not view:
                 return
@@ -493,8 +496,8 @@ class StreamSocket(Watched, bsock_vfs):
                     got = -1
                 if self.sent:
                     self._tried(got == -1)
-            if got != view.nbytes:
-                self._recv_rest(view, got, deadline, "brecv")
+            if got != len(view):
+                self._recv_rest(memoryview(view), got, deadline, "brecv")
         except BaseException as exc:
             self._recv_failed(exc, generation)
             raise recv_error(exc, "brecv") from None
