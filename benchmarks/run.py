@@ -207,6 +207,14 @@ SCENARIOS: dict[str, Scenario] = {
             " main task <-> echo coroutine",
         ),
         Scenario(
+            "pingpong-mmipc-2proc",
+            "round trips/s",
+            30_000,
+            10_000,
+            "pingpong-mmipc between two processes: the echo side runs in a child process"
+            " (the same implementation), over one end of a SEQPACKET pair passed to it",
+        ),
+        Scenario(
             "fdpass-mmipc",
             "round trips/s",
             30_000,
@@ -303,6 +311,7 @@ TARGETS = (
     Target("prefix-pingpong-ipc", "greendill >= 1.0x framing by hand", "greendill", "gevent", 1.0),
     Target("pingpong-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target("fdpass-mmipc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
+    Target("pingpong-mmipc-2proc", "greendill >= 1.3x raw gevent", "greendill", "gevent", 1.3),
     Target("ws-pingpong-tcp", "greendill >= 1.0x websockets", "greendill", "websockets", 1.0),
     Target("ws-stream-tcp", "greendill >= 1.0x websockets", "greendill", "websockets", 1.0),
     Target("bulk-tls", "greendill >= 1.0x gevent.ssl", "greendill", "gevent", 1.0),
@@ -2464,6 +2473,143 @@ def gevent_fdpass_mmipc(n: int) -> float:
     os.close(r)
     os.close(w)
     _check(received == n, f"{received} fds came back, expected {n}")
+    return elapsed
+
+
+# The echo side of pingpong-mmipc-2proc, run by `python -c` in a child process that
+# inherits one end of the pair as fd argv[2]: byte k back as k + 1 until the end of the
+# connection, then it prints how many it answered.
+_GREENDILL_ECHO_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import greendill as dill
+fd = int(sys.argv[2])
+buf = bytearray(16)
+m = dill.mm_ipc_msg([buf])
+reply = dill.mm_ipc_msg([b""])
+nxt = [bytes([(i + 1) & 255]) for i in range(256)]
+count = 0
+try:
+    while True:
+        dill.mm_ipc_recvmsg(fd, m)
+        reply.iov[0] = nxt[buf[0]]
+        dill.mm_ipc_sendmsg(fd, reply)
+        count += 1
+except BrokenPipeError:
+    pass
+dill.mm_close(fd)
+print(count)
+"""
+
+_GEVENT_ECHO_CHILD = """
+import socket, sys
+from gevent import socket as gsocket
+s = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=int(sys.argv[2]))
+buf = bytearray(16)
+iov = [buf]
+nxt = [bytes([(i + 1) & 255]) for i in range(256)]
+count = 0
+while True:
+    n, _, _, _ = s.recvmsg_into(iov)
+    if n == 0:
+        break  # the end of the connection (no empty datagrams in this conversation)
+    s.sendmsg([nxt[buf[0]]])
+    count += 1
+s.close()
+print(count)
+"""
+
+
+def _echo_child(source: str, fd: int) -> subprocess.Popen[str]:
+    """Start a child process that echoes on fd (inherited), with this tree's greendill."""
+    return subprocess.Popen(
+        [sys.executable, "-c", source, str(REPO_ROOT), str(fd)],
+        pass_fds=[fd],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _echo_child_count(child: subprocess.Popen[str]) -> int:
+    out, _ = child.communicate(timeout=60)
+    _check(child.returncode == 0, f"the echo child exited with {child.returncode}")
+    return int(out.strip())
+
+
+#: Round trips before the timer starts: the child has started and is answering.
+_CHILD_WARMUP = 200
+
+
+@bench(
+    "pingpong-mmipc-2proc",
+    "greendill",
+    note="mm_ipc_connected_pair(); the child: mm_ipc_recvmsg / mm_ipc_sendmsg in a loop on its"
+    " end; main: mm_ipc_sendmsg, mm_ipc_recvmsg (reused mm_ipc_msgs)",
+)
+def greendill_pingpong_mmipc_2proc(n: int) -> float:
+    import greendill as dill
+
+    before = _greendill_snapshot()
+    send, recv = dill.mm_ipc_sendmsg, dill.mm_ipc_recvmsg
+    a, b = dill.mm_ipc_connected_pair()
+    child = _echo_child(_GREENDILL_ECHO_CHILD, b)
+    dill.mm_close(b)
+    buf = bytearray(16)
+    out = dill.mm_ipc_msg([BYTES[0]])
+    inbox = dill.mm_ipc_msg([buf])
+    iov = out.iov
+    for _ in range(_CHILD_WARMUP):
+        send(a, out)
+        recv(a, inbox)
+        iov[0] = BYTES[buf[0]]
+    t0 = perf_counter()
+    for _ in range(n):
+        send(a, out)
+        recv(a, inbox)
+        iov[0] = BYTES[buf[0]]
+    elapsed = perf_counter() - t0
+    dill.mm_close(a)
+    answered = _echo_child_count(child)
+    total = n + _CHILD_WARMUP
+    _check(buf[0] == total & 255, f"ping-pong ended with {buf[0]}, expected {total & 255}")
+    _check(answered == total, f"the child answered {answered} datagrams, expected {total}")
+    _greendill_check_clean(before, "pingpong-mmipc-2proc")
+    return elapsed
+
+
+@bench(
+    "pingpong-mmipc-2proc",
+    "gevent",
+    note="gevent.socket.socketpair(AF_UNIX, SOCK_SEQPACKET); the child: recvmsg_into([buf]),"
+    " sendmsg([reply]) in a loop on its end; main: sendmsg([v]), recvmsg_into([buf])",
+)
+def gevent_pingpong_mmipc_2proc(n: int) -> float:
+    import socket
+
+    from gevent import socket as gsocket
+
+    a, b = gsocket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    child = _echo_child(_GEVENT_ECHO_CHILD, b.fileno())
+    b.close()
+    buf = bytearray(16)
+    iov = [buf]
+    v = BYTES[0]
+    sendmsg, recvmsg_into = a.sendmsg, a.recvmsg_into
+    for _ in range(_CHILD_WARMUP):
+        sendmsg([v])
+        recvmsg_into(iov)
+        v = BYTES[buf[0]]
+    t0 = perf_counter()
+    for _ in range(n):
+        sendmsg([v])
+        recvmsg_into(iov)
+        v = BYTES[buf[0]]
+    elapsed = perf_counter() - t0
+    a.close()
+    answered = _echo_child_count(child)
+    total = n + _CHILD_WARMUP
+    _check(buf[0] == total & 255, f"ping-pong ended with {buf[0]}, expected {total & 255}")
+    _check(answered == total, f"the child answered {answered} datagrams, expected {total}")
     return elapsed
 
 
