@@ -153,8 +153,11 @@ _CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("3i"))
 _INT_SIZE = array.array("i").itemsize
 # ipc_seqpacket_connect's waits for room in a full backlog double up to this, in ms.
 _MAX_BACKOFF = 32
-# ipc_seqpacket_close checks its deadline after dropping this many datagrams in a row.
-_DRAIN_CHECK = 256
+# ipc_seqpacket_close checks its deadline after dropping this many datagrams in a
+# row, against a peer process that sends as fast as it drops. Far more than a
+# queue holds (about 280 with the default buffer), so that a close that can drop
+# everything queued and meet the end at once does so, whatever the deadline.
+_DRAIN_CHECK = 4096
 
 
 # The codec of passed fds: no sockets, no waiting -----------------------------------

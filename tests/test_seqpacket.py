@@ -1075,6 +1075,18 @@ def test_close_after_the_end_does_not_wait() -> None:
             dill.hclose(s)
 
 
+def test_close_drops_a_full_queue_and_meets_the_end_whatever_the_deadline() -> None:
+    a, b = dill.ipc_seqpacket_pair()
+    queued = 0
+    with raises_errno(errno.ETIMEDOUT):  # b's sending side is full (and broken)
+        while True:
+            dill.msend(b, b"queued", 0)
+            queued += 1
+    assert queued > 100
+    dill.hclose(b)  # the end, after all of them
+    dill.ipc_seqpacket_close(a, 0)  # it can all be done at once: no ETIMEDOUT
+
+
 def test_close_succeeds_when_the_peer_hard_closes() -> None:
     a, b = dill.ipc_seqpacket_pair()
 
