@@ -1139,6 +1139,7 @@ def test_close_etimedout_when_a_peer_process_floods() -> None:
     flood = (
         "import socket, sys\n"
         "s = socket.socket(fileno=int(sys.argv[1]))\n"
+        "s.setblocking(True)  # gevent's socketpair (patched runs) made it non-blocking\n"
         "print('ready', flush=True)\n"
         "try:\n"
         "    while True:\n"
