@@ -127,10 +127,22 @@ from ._prefix import prefix_detach as prefix_detach
 from ._prefix import prefix_storage as prefix_storage
 from ._readahead import ReadAhead as ReadAhead
 from ._seqpacket import ipc_seqpacket_accept as ipc_seqpacket_accept
+from ._seqpacket import ipc_seqpacket_accept_mem as ipc_seqpacket_accept_mem
+from ._seqpacket import ipc_seqpacket_close as ipc_seqpacket_close
 from ._seqpacket import ipc_seqpacket_connect as ipc_seqpacket_connect
+from ._seqpacket import ipc_seqpacket_connect_mem as ipc_seqpacket_connect_mem
+from ._seqpacket import ipc_seqpacket_done as ipc_seqpacket_done
 from ._seqpacket import ipc_seqpacket_fromfd as ipc_seqpacket_fromfd
+from ._seqpacket import ipc_seqpacket_fromfd_mem as ipc_seqpacket_fromfd_mem
 from ._seqpacket import ipc_seqpacket_listen as ipc_seqpacket_listen
+from ._seqpacket import ipc_seqpacket_listen_mem as ipc_seqpacket_listen_mem
+from ._seqpacket import ipc_seqpacket_listener_fromfd as ipc_seqpacket_listener_fromfd
+from ._seqpacket import ipc_seqpacket_listener_fromfd_mem as ipc_seqpacket_listener_fromfd_mem
+from ._seqpacket import ipc_seqpacket_listener_storage as ipc_seqpacket_listener_storage
 from ._seqpacket import ipc_seqpacket_pair as ipc_seqpacket_pair
+from ._seqpacket import ipc_seqpacket_pair_mem as ipc_seqpacket_pair_mem
+from ._seqpacket import ipc_seqpacket_pair_storage as ipc_seqpacket_pair_storage
+from ._seqpacket import ipc_seqpacket_storage as ipc_seqpacket_storage
 from ._socks5 import SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED as SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED
 from ._socks5 import SOCKS5_BIND as SOCKS5_BIND
 from ._socks5 import SOCKS5_COMMAND_NOT_SUPPORTED as SOCKS5_COMMAND_NOT_SUPPORTED
@@ -331,12 +343,24 @@ __all__ = [
     "ipc_recvfd",
     "ipc_sendfd",
     "ipc_seqpacket_accept",
+    "ipc_seqpacket_accept_mem",
+    "ipc_seqpacket_close",
     "ipc_seqpacket_connect",
+    "ipc_seqpacket_connect_mem",
+    "ipc_seqpacket_done",
     "ipc_seqpacket_fromfd",
+    "ipc_seqpacket_fromfd_mem",
     "ipc_seqpacket_listen",
+    "ipc_seqpacket_listen_mem",
+    "ipc_seqpacket_listener_fromfd",
+    "ipc_seqpacket_listener_fromfd_mem",
+    "ipc_seqpacket_listener_storage",
     "ipc_seqpacket_pair",
+    "ipc_seqpacket_pair_mem",
+    "ipc_seqpacket_pair_storage",
     "ipc_seqpacket_recvmsg",
     "ipc_seqpacket_sendmsg",
+    "ipc_seqpacket_storage",
     "ipc_storage",
     "ipc_tosocket",
     "mm_close",

@@ -8,8 +8,12 @@ a connection share, and the first face:
 
 - ipc_seqpacket_*: a connection as a greendill message socket (msock_type):
   msend/mrecv/msendl/mrecvl with deadlines, so that coroutines and message
-  protocols compose with it. ipc_seqpacket_fromfd makes such a handle of any
-  connected SEQPACKET fd, an mm_ipc_* fd included.
+  protocols compose with it. The family matches libdill's ipc_* one call for
+  call: listen/accept/connect/pair/fromfd/listener_fromfd, each with its _mem
+  variant and storages (ipc_seqpacket_storage() is the connection object
+  itself, reusable once closed), done and the orderly close.
+  ipc_seqpacket_fromfd makes such a handle of any connected SEQPACKET fd, an
+  mm_ipc_* fd included.
 - _mmipc.py: mmlib's IPC API (mm_ipc_*), where connections are plain fds.
 
 Rules for both, and why:
@@ -53,6 +57,14 @@ in _mmipc.py also a bad fd to pass, EBADF, or too many, EINVAL), and the
 argument checks. A received datagram longer than the buffers is dropped, is
 EMSGSIZE and breaks receiving, since a message of the conversation is lost.
 fds that reach a handle's mrecv are closed by the kernel (no control buffer).
+
+ipc_seqpacket_done shuts the sending side down, as ipc_done does: the peer
+receives every datagram sent before, then the end (EPIPE); later sends and a
+second done are EPIPE. ipc_seqpacket_close is ipc_close's orderly close: done,
+then drop datagrams until the peer's end, so that the peer is known to have
+had everything. A peer that closed with datagrams of ours unread did not: the
+kernel's one-time ECONNRESET, which receives step over, is remembered
+(peer_reset) and ipc_seqpacket_close reports it.
 """
 
 from __future__ import annotations
@@ -71,20 +83,41 @@ from typing import Any, Optional
 from greenlet import getcurrent
 
 from ._errors import error
-from ._handles import lookup, new_handle
+from ._handles import check_storage, hclose, lookup, new_handle, release
 from ._iface import RecvItem, msock_type, msock_vfs
 from ._ipc import Path
 from ._ipc import _address as ipc_address
-from ._scheduler import CANCEL, Context, block, check_can_block, context, thread_local, waiter_for
-from ._stream import Watched, accept_fd, close_fd, syscall_error
+from ._scheduler import (
+    CANCEL,
+    Context,
+    block,
+    check_can_block,
+    context,
+    thread_local,
+    waiter_for,
+    wake,
+)
+from ._stream import FdOrSocket, SocketLike, Watched, accept_fd, close_fd, syscall_error
 from ._time import check_deadline, expired, now
 
 __all__ = [
     "ipc_seqpacket_accept",
+    "ipc_seqpacket_accept_mem",
+    "ipc_seqpacket_close",
     "ipc_seqpacket_connect",
+    "ipc_seqpacket_connect_mem",
+    "ipc_seqpacket_done",
     "ipc_seqpacket_fromfd",
+    "ipc_seqpacket_fromfd_mem",
     "ipc_seqpacket_listen",
+    "ipc_seqpacket_listen_mem",
+    "ipc_seqpacket_listener_fromfd",
+    "ipc_seqpacket_listener_fromfd_mem",
+    "ipc_seqpacket_listener_storage",
     "ipc_seqpacket_pair",
+    "ipc_seqpacket_pair_mem",
+    "ipc_seqpacket_pair_storage",
+    "ipc_seqpacket_storage",
 ]
 
 # The type ids of SEQPACKET connections and listeners, for hquery.
@@ -120,6 +153,11 @@ _CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("3i"))
 _INT_SIZE = array.array("i").itemsize
 # ipc_seqpacket_connect's waits for room in a full backlog double up to this, in ms.
 _MAX_BACKOFF = 32
+# ipc_seqpacket_close checks its deadline after dropping this many datagrams in a
+# row, against a peer process that sends as fast as it drops. Far more than a
+# queue holds (about 280 with the default buffer), so that a close that can drop
+# everything queued and meet the end at once does so, whatever the deadline.
+_DRAIN_CHECK = 4096
 
 
 # The codec of passed fds: no sockets, no waiting -----------------------------------
@@ -171,11 +209,12 @@ def take_fds(ancillary: list[Any], num_fds_max: int, flags: int) -> tuple[list[i
     return kept, flags
 
 
-def at_end(sock: Any) -> bool:
+def at_end(sock: Any, owner: Optional[Datagrams] = None) -> bool:
     """After a receive that brought 0 bytes, no fds and no flags: was it the end of the connection?
 
     See the module's docstring: a peek with SO_PASSCRED on tells a queued
-    datagram (credentials come with it) from the end (nothing comes).
+    datagram (credentials come with it) from the end (nothing comes). The
+    kernel's one-time ECONNRESET, if it comes now, is noted in owner.
     """
     was_on = sock.getsockopt(_SOL_SOCKET, _SO_PASSCRED)
     if not was_on:
@@ -187,6 +226,8 @@ def at_end(sock: Any) -> bool:
             except BlockingIOError:
                 return False  # no end now, so none before: an empty datagram
             except ConnectionResetError:
+                if owner is not None:
+                    owner.peer_reset = True
                 continue  # the peer closed meanwhile: look again
             # A datagram with fds: there is no room for them, but close any.
             take_fds(ancillary, 0, 0)
@@ -228,18 +269,22 @@ class Datagrams(Watched):
 
     No latching here (mm_ipc_* fds have none); the handle's class adds it.
     `rpredict` is mm_ipc_recvmsg's prediction (see there): how many more
-    receives wait for readiness before trying.
+    receives wait for readiness before trying. `peer_reset` tells that a
+    receive took the kernel's one-time ECONNRESET (the peer closed with
+    datagrams of ours unread) and went on: ipc_seqpacket_close reports it.
     """
 
-    __slots__ = ("rpredict",)
+    __slots__ = ("peer_reset", "rpredict")
 
     def __init__(self) -> None:
         super().__init__()
         self.rpredict = 0
+        self.peer_reset = False
 
     def attach(self, c: Context, sock: _socket) -> None:
         """Take sock as it is: Watched.adopt without making it non-blocking (MSG_DONTWAIT does)."""
         self.rpredict = 0
+        self.peer_reset = False
         self.sock = sock
         self.ctx = c
         self.is_open = True
@@ -274,7 +319,9 @@ class Datagrams(Watched):
         while True:
             if exc.__class__ is BlockingIOError:
                 self.wait_readable(deadline, function)
-            elif exc.__class__ is not ConnectionResetError:
+            elif exc.__class__ is ConnectionResetError:
+                self.peer_reset = True
+            else:
                 raise exc
             try:
                 n, ancillary, msg_flags, _ = recvmsg_into(buffers, space, flags)
@@ -290,20 +337,27 @@ class _EndOfConnection(Exception):
     """The peer closed its side: no more datagrams."""
 
 
-class SeqpacketSocket(Datagrams, msock_vfs):
-    """A SEQPACKET connection as a greendill message socket (msock_type), with latching."""
+class ipc_seqpacket_storage(Datagrams, msock_vfs):
+    """Memory for an IPC message connection (as libdill's struct ipc_storage is for ipc_*).
 
-    __slots__ = ("indone", "inerr", "outerr", "rbusy", "sbusy", "scratch")
+    The object behind every ipc_seqpacket_* connection handle: a SEQPACKET
+    connection as a greendill message socket (msock_type), with latching.
+    For ipc_seqpacket_accept_mem, ipc_seqpacket_connect_mem and
+    ipc_seqpacket_fromfd_mem: the connection lives in this object, which
+    can be used again once it is closed.
+    """
+
+    __slots__ = ("indone", "inerr", "outdone", "outerr", "rbusy", "sbusy", "scratch")
 
     def __init__(self) -> None:
         super().__init__()
-        self.indone = self.inerr = self.outerr = False
+        self.indone = self.inerr = self.outdone = self.outerr = False
         self.rbusy = self.sbusy = False
         self.scratch: Optional[bytearray] = None
 
     def open(self, c: Context, sock: _socket) -> None:
         """Start being the connection over sock."""
-        self.indone = self.inerr = self.outerr = False
+        self.indone = self.inerr = self.outdone = self.outerr = False
         self.rbusy = self.sbusy = False
         self.attach(c, sock)
 
@@ -321,14 +375,17 @@ class SeqpacketSocket(Datagrams, msock_vfs):
     # Sending.
 
     def _begin_send(self, function: str) -> None:
+        # libdill's order: busy, done, broken.
         if self.sbusy:
             raise error(errno.EBUSY, function)
+        if self.outdone:
+            raise error(errno.EPIPE, function)
         if self.outerr:
             raise error(errno.ECONNRESET, function)
 
     def send(self, buffers: Any, ancillary: Any, deadline: int, function: str) -> int:
         """Send one datagram of buffers with ancillary: the handle's every send."""
-        if self.sbusy or self.outerr:
+        if self.sbusy or self.outdone or self.outerr:
             self._begin_send(function)
         self.sbusy = True
         generation = self.generation
@@ -338,6 +395,9 @@ class SeqpacketSocket(Datagrams, msock_vfs):
             except OSError as exc:
                 return self.send_rest(exc, buffers, ancillary, deadline, function)
         except BaseException as exc:
+            if self.generation == generation and self.outdone:
+                # done came while this send waited, and woke it (EPIPE).
+                raise error(errno.EPIPE, function) from None
             failure = _handle_send_error(exc, function)
             if self.generation == generation and not _refused(failure):
                 self.outerr = True
@@ -382,7 +442,7 @@ class SeqpacketSocket(Datagrams, msock_vfs):
                     exc, buffers, space, flags, deadline, function
                 )
             msg_flags &= FLAGS_MASK
-            if n == 0 and not ancillary and not msg_flags and at_end(self.sock):
+            if n == 0 and not ancillary and not msg_flags and at_end(self.sock, self):
                 raise _EndOfConnection()
             return n, ancillary, msg_flags
         except TypeError as exc:  # a buffer that cannot be written to: nothing received
@@ -464,6 +524,65 @@ class SeqpacketSocket(Datagrams, msock_vfs):
                 left -= item.nbytes
         return iov
 
+    # Half-close and orderly close.
+
+    def done(self, function: str) -> None:
+        """Shut the sending side down (ipc_seqpacket_done): the peer gets EPIPE after our last."""
+        if self.outdone:
+            raise error(errno.EPIPE, function)
+        if self.outerr:
+            raise error(errno.ECONNRESET, function)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.outerr = True
+            raise _handle_send_error(exc, function) from None
+        self.outdone = True
+        # A send waiting for room would wait on (a shut-down side never
+        # polls writable) and then fail: it fails now.
+        w = self.writer
+        if w is not None and not w.done:
+            wake(self.ctx, w, errno.EPIPE)
+
+    def drain(self, deadline: int, function: str) -> None:
+        """The orderly close's first part: done, then drop datagrams until the peer's end.
+
+        Raises ECONNRESET if an error was latched or the peer reset the
+        connection (it closed with datagrams of ours unread: it did not get
+        everything), ETIMEDOUT or ECANCELED if the end does not come in
+        time. Datagrams are dropped in the kernel (no buffer: MSG_TRUNC), fds
+        with them (no control buffer). The caller closes the socket whatever
+        happens.
+        """
+        if self.inerr or self.outerr or self.peer_reset:
+            raise error(errno.ECONNRESET, function)
+        if not self.outdone:
+            self.done(function)
+        if self.indone:
+            return
+        recvmsg_into = self.sock.recvmsg_into
+        dropped = 0
+        while True:
+            try:
+                n, _, flags, _ = recvmsg_into((), 0, _TRUNC_FLAGS)
+            except BlockingIOError:
+                self.wait_readable(deadline, function)
+                continue
+            except ConnectionResetError:
+                raise error(errno.ECONNRESET, function) from None
+            except OSError as exc:
+                raise _handle_recv_error(exc, function) from None
+            if n == 0 and not flags and at_end(self.sock, self):
+                self.indone = True
+                if self.peer_reset:
+                    raise error(errno.ECONNRESET, function)
+                return
+            # The deadline is checked on waits; a peer in another process
+            # that sends as fast as this drops never lets it wait.
+            dropped += 1
+            if not dropped % _DRAIN_CHECK and deadline >= 0 and expired(deadline):
+                raise error(errno.ETIMEDOUT, function)
+
 
 def _writable(buffer: Any, function: str) -> memoryview:
     view = memoryview(buffer)
@@ -493,8 +612,13 @@ def _handle_recv_error(exc: BaseException, function: str) -> BaseException:
     return exc
 
 
-class ipc_seqpacket_listener(Watched):
-    """An IPC SEQPACKET listener (the object behind ipc_seqpacket_listen's handle)."""
+class ipc_seqpacket_listener_storage(Watched):
+    """Memory for an IPC message listener (as libdill's struct ipc_listener_storage).
+
+    The object behind every ipc_seqpacket_* listener handle; for
+    ipc_seqpacket_listen_mem and ipc_seqpacket_listener_fromfd_mem, reusable
+    once closed.
+    """
 
     __slots__ = ()
 
@@ -503,6 +627,15 @@ class ipc_seqpacket_listener(Watched):
 
     def close(self) -> None:
         self.forget(context())
+
+
+class ipc_seqpacket_pair_storage:
+    """Memory for both ends of an IPC message pair (as libdill's struct ipc_pair_storage)."""
+
+    __slots__ = ("ends",)
+
+    def __init__(self) -> None:
+        self.ends = (ipc_seqpacket_storage(), ipc_seqpacket_storage())
 
 
 # What the mm API shares: fds known to greendill, waiting without a handle ----------
@@ -538,7 +671,7 @@ def pause(c: Context, until: int, deadline: int, function: str) -> None:
         raise error(errno.ECANCELED, function)
 
 
-# Listening, accepting, connecting -------------------------------------------------
+# Listeners ------------------------------------------------------------------------
 
 
 def ipc_seqpacket_listen(path: Path, backlog: int) -> int:
@@ -564,26 +697,57 @@ def ipc_seqpacket_listen(path: Path, backlog: int) -> int:
         ENOMEM: never raised (Python raises MemoryError).
         Other errors of bind(2) (EACCES, ELOOP, ENOTDIR) come with their errno.
     """
-    address = ipc_address(path, "ipc_seqpacket_listen")
+    return _listen(path, backlog, ipc_seqpacket_listener_storage(), "ipc_seqpacket_listen")
+
+
+def ipc_seqpacket_listen_mem(path: Path, backlog: int, mem: ipc_seqpacket_listener_storage) -> int:
+    """Start listening, as ipc_seqpacket_listen does, with the listener in mem.
+
+    Parameters:
+        path: where to listen.
+        backlog: how many connections may wait to be accepted.
+        mem: an ipc_seqpacket_listener_storage() not in use.
+    Returns: the handle of the listener.
+    Errors:
+        EADDRINUSE, ECANCELED, EMFILE, ENAMETOOLONG, ENFILE, ENOENT: as
+        ipc_seqpacket_listen.
+        EBUSY: mem holds a listener that is still open.
+        EINVAL: mem or path is None, or backlog is negative.
+        ENOMEM: never raised.
+    """
+    function = "ipc_seqpacket_listen_mem"
+    return _listen(
+        path, backlog, check_storage(mem, ipc_seqpacket_listener_storage, function), function
+    )
+
+
+def _listen(path: Any, backlog: int, mem: ipc_seqpacket_listener_storage, function: str) -> int:
+    address = ipc_address(path, function)
     if not isinstance(backlog, int):
-        raise TypeError(f"ipc_seqpacket_listen: backlog is an int, not {type(backlog).__name__}")
+        raise TypeError(f"{function}: backlog is an int, not {type(backlog).__name__}")
     if backlog < 0:
-        raise error(errno.EINVAL, "ipc_seqpacket_listen")
+        raise error(errno.EINVAL, function)
     c = context()
-    check_can_block(c, "ipc_seqpacket_listen")
+    check_can_block(c, function)
     try:
         sock = _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except OSError as exc:
-        raise syscall_error(exc, "ipc_seqpacket_listen") from None
+        raise syscall_error(exc, function) from None
     try:
         sock.bind(address)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise syscall_error(exc, "ipc_seqpacket_listen", address) from None
-    listener = ipc_seqpacket_listener()
-    listener.adopt(c, sock)
-    return new_handle(c, listener)
+        raise syscall_error(exc, function, address) from None
+    mem.adopt(c, sock)
+    return new_handle(c, mem)
+
+
+def _listener(c: Context, ls: int, function: str) -> ipc_seqpacket_listener_storage:
+    obj = lookup(c, ls, function)
+    if obj.query(ipc_seqpacket_listener_type) is None:
+        raise error(errno.ENOTSUP, function)
+    return obj  # type: ignore[no-any-return]
 
 
 def ipc_seqpacket_accept(ls: int, deadline: int = -1) -> int:
@@ -604,15 +768,39 @@ def ipc_seqpacket_accept(ls: int, deadline: int = -1) -> int:
         ENOTSUP: ls is not an IPC message listener.
         ETIMEDOUT: the deadline passed before a connection came.
     """
+    return _accept(ls, ipc_seqpacket_storage(), deadline, "ipc_seqpacket_accept")
+
+
+def ipc_seqpacket_accept_mem(ls: int, mem: ipc_seqpacket_storage, deadline: int = -1) -> int:
+    """Accept a connection, as ipc_seqpacket_accept does, with the connection in mem.
+
+    Parameters:
+        ls: the listener.
+        mem: an ipc_seqpacket_storage() not in use.
+        deadline: a point in time in ms (see now()); -1 for never.
+    Returns: the handle of the new connection, a message socket.
+    Errors:
+        EBADF, ECANCELED, EMFILE, ENFILE, ENOTSUP, ETIMEDOUT: as
+        ipc_seqpacket_accept.
+        EBUSY: mem holds a connection that is still open, or another coroutine
+            is already waiting in an accept on ls.
+        EINVAL: mem is None.
+        ENOMEM: never raised.
+    """
+    function = "ipc_seqpacket_accept_mem"
+    return _accept(ls, check_storage(mem, ipc_seqpacket_storage, function), deadline, function)
+
+
+def _accept(ls: int, mem: ipc_seqpacket_storage, deadline: int, function: str) -> int:
     c = context()
-    listener = lookup(c, ls, "ipc_seqpacket_accept")
-    if listener.query(ipc_seqpacket_listener_type) is None:
-        raise error(errno.ENOTSUP, "ipc_seqpacket_accept")
-    check_can_block(c, "ipc_seqpacket_accept")
-    fd, _ = accept_fd(listener, deadline, "ipc_seqpacket_accept")
-    conn = SeqpacketSocket()
-    conn.open(c, _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd))
-    return new_handle(c, conn)
+    listener = _listener(c, ls, function)
+    check_can_block(c, function)  # it makes a handle: libdill checks first
+    fd, _ = accept_fd(listener, deadline, function)
+    mem.open(c, _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd))
+    return new_handle(c, mem)
+
+
+# Connecting ------------------------------------------------------------------
 
 
 def ipc_seqpacket_connect(path: Path, deadline: int = -1) -> int:
@@ -640,13 +828,36 @@ def ipc_seqpacket_connect(path: Path, deadline: int = -1) -> int:
         ETIMEDOUT: the deadline passed while the listener's backlog was full.
         Other errors of connect(2) (EACCES, ELOOP, ENOTDIR) come with their errno.
     """
-    address = ipc_address(path, "ipc_seqpacket_connect")
+    return _connect(path, ipc_seqpacket_storage(), deadline, "ipc_seqpacket_connect")
+
+
+def ipc_seqpacket_connect_mem(path: Path, mem: ipc_seqpacket_storage, deadline: int = -1) -> int:
+    """Connect, as ipc_seqpacket_connect does, with the connection in mem.
+
+    Parameters:
+        path: the listener's path (or abstract name).
+        mem: an ipc_seqpacket_storage() not in use.
+        deadline: a point in time in ms (see now()); -1 for never.
+    Returns: the handle of the new connection, a message socket.
+    Errors:
+        ECANCELED, ECONNREFUSED, EMFILE, ENAMETOOLONG, ENFILE, ENOENT,
+        EPROTOTYPE, ETIMEDOUT: as ipc_seqpacket_connect.
+        EBUSY: mem holds a connection that is still open.
+        EINVAL: mem or path is None.
+        ENOMEM: never raised.
+    """
+    function = "ipc_seqpacket_connect_mem"
+    return _connect(path, check_storage(mem, ipc_seqpacket_storage, function), deadline, function)
+
+
+def _connect(path: Any, mem: ipc_seqpacket_storage, deadline: int, function: str) -> int:
+    address = ipc_address(path, function)
     c = context()
-    check_can_block(c, "ipc_seqpacket_connect")
+    check_can_block(c, function)
     try:
         sock = _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except OSError as exc:
-        raise syscall_error(exc, "ipc_seqpacket_connect") from None
+        raise syscall_error(exc, function) from None
     try:
         sock.setblocking(False)
         backoff = 1
@@ -655,16 +866,15 @@ def ipc_seqpacket_connect(path: Path, deadline: int = -1) -> int:
             if code == 0:
                 break
             if code != errno.EAGAIN:
-                raise error(code, "ipc_seqpacket_connect", os.fsdecode(address))
+                raise error(code, function, os.fsdecode(address))
             # The backlog is full, and nothing tells when room is made.
-            pause(c, now() + backoff, deadline, "ipc_seqpacket_connect")
+            pause(c, now() + backoff, deadline, function)
             backoff = min(backoff * 2, _MAX_BACKOFF)
     except BaseException:
         sock.close()
         raise
-    conn = SeqpacketSocket()
-    conn.open(c, sock)
-    return new_handle(c, conn)
+    mem.open(c, sock)
+    return new_handle(c, mem)
 
 
 def ipc_seqpacket_pair() -> tuple[int, int]:
@@ -678,19 +888,49 @@ def ipc_seqpacket_pair() -> tuple[int, int]:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
+    return _pair(ipc_seqpacket_pair_storage(), "ipc_seqpacket_pair")
+
+
+def ipc_seqpacket_pair_mem(mem: ipc_seqpacket_pair_storage) -> tuple[int, int]:
+    """Make a connected pair, as ipc_seqpacket_pair does, with both connections in mem.
+
+    Parameters:
+        mem: an ipc_seqpacket_pair_storage() whose connections are both closed.
+    Returns: the handles of the two connections.
+    Errors:
+        EBUSY: a connection in mem is still open.
+        ECANCELED, EMFILE, ENFILE: as ipc_seqpacket_pair.
+        EINVAL: mem is None.
+        ENOMEM: never raised.
+    """
+    function = "ipc_seqpacket_pair_mem"
+    if mem is None:
+        raise error(errno.EINVAL, function)
+    if not isinstance(mem, ipc_seqpacket_pair_storage):
+        raise TypeError(
+            f"{function}: mem is an ipc_seqpacket_pair_storage(), not {type(mem).__name__}"
+        )
+    if mem.ends[0].is_open or mem.ends[1].is_open:
+        raise error(errno.EBUSY, function)
+    return _pair(mem, function)
+
+
+def _pair(mem: ipc_seqpacket_pair_storage, function: str) -> tuple[int, int]:
     c = context()
-    check_can_block(c, "ipc_seqpacket_pair")
+    check_can_block(c, function)
     try:
         a, b = _socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except OSError as exc:
-        raise syscall_error(exc, "ipc_seqpacket_pair") from None
-    ends = SeqpacketSocket(), SeqpacketSocket()
-    ends[0].open(c, a)
-    ends[1].open(c, b)
-    return new_handle(c, ends[0]), new_handle(c, ends[1])
+        raise syscall_error(exc, function) from None
+    mem.ends[0].open(c, a)
+    mem.ends[1].open(c, b)
+    return new_handle(c, mem.ends[0]), new_handle(c, mem.ends[1])
 
 
-def ipc_seqpacket_fromfd(fd: int) -> int:
+# Adopting existing sockets --------------------------------------------------------
+
+
+def ipc_seqpacket_fromfd(fd: FdOrSocket) -> int:
     """Make a message socket of a connected UNIX SOCK_SEQPACKET socket: an mm_ipc_* fd, or any.
 
     This is how an mm IPC connection (mm_ipc_connect, mm_ipc_srv_accept,
@@ -699,26 +939,104 @@ def ipc_seqpacket_fromfd(fd: int) -> int:
     ipc_seqpacket_sendmsg / ipc_seqpacket_recvmsg. The handle takes the
     socket over, as ipc_fromfd does: fd itself is closed (do not mm_close
     it), and the handle owns a duplicate; a coroutine waiting on fd in an
-    mm_ipc_* call gets EBADF.
+    mm_ipc_* call gets EBADF. fd may also be a socket object (socket.socket,
+    gevent's socket under monkeypatching): the object is closed and the
+    handle owns a duplicate of its socket. If the call fails, fd is left
+    open, number or object.
 
     Parameters:
-        fd: a connected AF_UNIX SOCK_SEQPACKET socket's file descriptor.
+        fd: a connected AF_UNIX SOCK_SEQPACKET socket's file descriptor, or a
+            socket object of one.
     Returns: the handle of the connection.
     Errors:
-        EBADF: fd is not an open file descriptor.
+        EBADF: fd is not an open file descriptor (or a closed socket object).
         ECANCELED: the calling coroutine was canceled.
         EINVAL: fd is not a connected UNIX SEQPACKET socket.
         EMFILE: the process has no file descriptor left.
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    function = "ipc_seqpacket_fromfd"
-    if not isinstance(fd, int):
-        raise TypeError(f"{function}: fd is an int, not {type(fd).__name__}")
+    return _from_fd(fd, ipc_seqpacket_storage(), "ipc_seqpacket_fromfd")
+
+
+def ipc_seqpacket_fromfd_mem(fd: FdOrSocket, mem: ipc_seqpacket_storage) -> int:
+    """Make a message socket of fd, as ipc_seqpacket_fromfd does, in mem.
+
+    Parameters:
+        fd: a connected AF_UNIX SOCK_SEQPACKET socket's file descriptor, or a
+            socket object of one.
+        mem: an ipc_seqpacket_storage() not in use.
+    Returns: the handle of the connection.
+    Errors:
+        EBADF, ECANCELED, EMFILE, ENFILE: as ipc_seqpacket_fromfd.
+        EBUSY: mem holds a connection that is still open.
+        EINVAL: mem is None, or fd is not a connected UNIX SEQPACKET socket.
+        ENOMEM: never raised.
+    """
+    function = "ipc_seqpacket_fromfd_mem"
+    return _from_fd(fd, check_storage(mem, ipc_seqpacket_storage, function), function)
+
+
+def ipc_seqpacket_listener_fromfd(fd: FdOrSocket) -> int:
+    """Make an IPC message listener of a listening UNIX SOCK_SEQPACKET socket.
+
+    The listener takes the socket over, as ipc_listener_fromfd does: fd
+    itself is closed, and the listener owns a duplicate. fd may also be a
+    socket object (socket.socket, gevent's socket under monkeypatching): the
+    object is closed and the listener owns a duplicate of its socket. If the
+    call fails, fd is left open, number or object. Connections accepted on
+    it (ipc_seqpacket_accept) are message sockets.
+
+    Parameters:
+        fd: a listening AF_UNIX SOCK_SEQPACKET socket's file descriptor, or a
+            socket object of one.
+    Returns: the handle of the listener.
+    Errors:
+        EBADF: fd is not an open file descriptor (or a closed socket object).
+        ECANCELED: the calling coroutine was canceled.
+        EINVAL: fd is not a listening UNIX SEQPACKET socket.
+        EMFILE: the process has no file descriptor left.
+        ENFILE: the system has no file descriptor left.
+        ENOMEM: never raised (Python raises MemoryError).
+    """
+    return _from_fd(fd, ipc_seqpacket_listener_storage(), "ipc_seqpacket_listener_fromfd")
+
+
+def ipc_seqpacket_listener_fromfd_mem(fd: FdOrSocket, mem: ipc_seqpacket_listener_storage) -> int:
+    """Make an IPC message listener of fd, as ipc_seqpacket_listener_fromfd does, in mem.
+
+    Parameters:
+        fd: a listening AF_UNIX SOCK_SEQPACKET socket's file descriptor, or a
+            socket object of one.
+        mem: an ipc_seqpacket_listener_storage() not in use.
+    Returns: the handle of the listener.
+    Errors:
+        EBADF, ECANCELED, EMFILE, ENFILE: as ipc_seqpacket_listener_fromfd.
+        EBUSY: mem holds a listener that is still open.
+        EINVAL: mem is None, or fd is not a listening UNIX SEQPACKET socket.
+        ENOMEM: never raised.
+    """
+    function = "ipc_seqpacket_listener_fromfd_mem"
+    return _from_fd(fd, check_storage(mem, ipc_seqpacket_listener_storage, function), function)
+
+
+def _from_fd(fd: FdOrSocket, mem: Watched, function: str) -> int:
+    # _stream.handle_from_fd's work for SEQPACKET sockets (adopt_fd takes
+    # stream sockets only). A listener storage takes a listening socket, a
+    # connection storage a connected one.
     c = context()
     check_can_block(c, function)
+    listening = isinstance(mem, ipc_seqpacket_listener_storage)
+    owner: Optional[SocketLike] = None
+    if isinstance(fd, int):
+        number = fd
+    elif callable(getattr(fd, "fileno", None)) and callable(getattr(fd, "close", None)):
+        owner = fd
+        number = fd.fileno()
+    else:
+        raise TypeError(f"{function}: fd is an int or a socket object, not {type(fd).__name__}")
     try:
-        copy = os.dup(fd)
+        copy = os.dup(number)
     except OSError as exc:
         raise syscall_error(exc, function) from None
     try:
@@ -729,17 +1047,99 @@ def ipc_seqpacket_fromfd(fd: int) -> int:
             raise error(errno.EINVAL, function) from None
         raise syscall_error(exc, function) from None
     try:
-        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
+        accepting = bool(sock.getsockopt(_SOL_SOCKET, socket.SO_ACCEPTCONN))
+        seqpacket = sock.family == socket.AF_UNIX and sock.type == socket.SOCK_SEQPACKET
+        if not seqpacket or accepting != listening:
             raise error(errno.EINVAL, function)
-        try:
-            sock.getpeername()
-        except OSError:
-            raise error(errno.EINVAL, function) from None  # not connected
+        if not listening:
+            try:
+                sock.getpeername()
+            except OSError:
+                raise error(errno.EINVAL, function) from None  # not connected
     except BaseException:
         sock.close()
         raise
-    drop_endpoint(c, fd)
-    close_fd(fd)
-    conn = SeqpacketSocket()
-    conn.open(c, sock)
-    return new_handle(c, conn)
+    # The checks passed: the caller's fd goes (libdill's rule).
+    if owner is None:
+        drop_endpoint(c, number)  # an mm_ipc_* fd: its waiters get EBADF
+        close_fd(number)
+    else:
+        owner.close()
+    if listening:
+        mem.adopt(c, sock)
+    else:
+        mem.open(c, sock)  # type: ignore[attr-defined]
+    return new_handle(c, mem)
+
+
+# Half-close, orderly close ---------------------------------------------------------
+
+
+def ipc_seqpacket_done(s: int, deadline: int = -1) -> None:
+    """Half-close an IPC message connection: no more sending.
+
+    The connection's sending side is shut down (shutdown(2), SHUT_WR): the
+    peer receives every message sent before, then EPIPE. Receiving goes on
+    working, and the peer may still send. ipc_seqpacket_done does not block;
+    the deadline is there for libdill's signature.
+
+    Parameters:
+        s: the connection.
+        deadline: unused.
+    Returns: None.
+    Errors:
+        EBADF: s is not an open handle.
+        ECANCELED: the calling coroutine was canceled.
+        ECONNRESET: sending failed earlier: the connection is broken.
+        ENOTSUP: s is not an IPC message connection.
+        EPIPE: ipc_seqpacket_done was called already.
+        ETIMEDOUT: never raised: ipc_seqpacket_done does not block.
+    """
+    function = "ipc_seqpacket_done"
+    c = context()
+    conn = lookup(c, s, function).query(ipc_seqpacket_type)
+    if conn is None:
+        raise error(errno.ENOTSUP, function)
+    check_can_block(c, function)
+    conn.done(function)
+
+
+def ipc_seqpacket_close(s: int, deadline: int = -1) -> None:
+    """Close an IPC message connection in order, or a listener.
+
+    For a connection: half-close it (unless done already), then receive and
+    drop whatever messages come (and fds with them) until the peer closes
+    too, so that the peer is known to have received everything. The handle
+    is closed whatever happens. For a listener, the same as hclose.
+
+    Parameters:
+        s: the connection or listener.
+        deadline: a point in time in ms (see now()); -1 for never.
+    Returns: None.
+    Errors:
+        EBADF: s is not an open handle.
+        ECANCELED: the calling coroutine was canceled while it had to wait.
+        ECONNRESET: the connection was broken (an earlier failure), or the
+            peer reset it (it closed with messages of ours unread).
+        ENOTSUP: s is neither an IPC message connection nor an IPC message
+            listener (the handle is not closed then).
+        ETIMEDOUT: the peer did not close its side before the deadline.
+    """
+    function = "ipc_seqpacket_close"
+    c = context()
+    obj = lookup(c, s, function)
+    if obj.query(ipc_seqpacket_listener_type) is not None:
+        hclose(s)
+        return
+    conn = obj.query(ipc_seqpacket_type)
+    if conn is None:
+        raise error(errno.ENOTSUP, function)
+    generation = conn.generation
+    try:
+        conn.drain(deadline, function)
+    finally:
+        # Someone may have closed s while drain waited (drain then raised
+        # EBADF): the number, or the storage, may be another's by now.
+        if c.handles.get(s) is obj and conn.generation == generation:
+            release(c, s)
+            conn.forget(c)
