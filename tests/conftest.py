@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-pytest_plugins = ["greendill.testing.pytest_plugin"]
+pytest_plugins = ["greendill.testing.pytest_plugin", "errno_audit"]
 
 
 @pytest.fixture
