@@ -235,7 +235,11 @@ def bsend(s: int, data: Any, deadline: int = -1) -> None:
         ECANCELED: the calling coroutine was canceled while it had to wait.
         ECONNRESET: the connection is broken (reset by the peer, or an earlier
             send failed).
-        EINVAL: data is not valid for the protocol.
+        EINVAL: never raised by greendill's byte streams (TCP, IPC, TLS):
+            libdill's EINVAL is a malformed iolist, and bsend's one buffer
+            cannot be one (libdill's bsend cannot raise it either); data
+            that is not bytes-like raises TypeError. A user's bsock_vfs may
+            raise it.
         ENOTSUP: s is not a byte-stream socket.
         EPIPE: the sending side was closed (done) earlier.
         ETIMEDOUT: the deadline passed before every byte was sent.

@@ -7,7 +7,8 @@ that leaves it is noted. At the end of a whole-suite run, each listed
 (function, errno) must have been seen, or be one the function never raises
 (its docstring says so on that errno's line: "ENOMEM: never raised ..."), or be
 in tests/errno_unreachable.txt with the reason this machine cannot produce it.
-Anything else fails the run, with the list.
+Anything else fails the run, with the list. A context manager
+(deadline_scope) is watched through its __enter__ and __exit__.
 
 Only a whole run is judged: with -k, -m, deselected tests, test paths of its
 own, or failures, the audit says it did not judge and why.
@@ -51,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
         function = getattr(greendill, name, None)
         if inspect.isfunction(function):
             setattr(greendill, name, _noting(name, function))
+        elif inspect.isclass(function) and hasattr(function, "__exit__"):
+            # A context manager (deadline_scope): its errors leave the with
+            # statement, through __enter__ or __exit__.
+            for method in ("__enter__", "__exit__"):
+                setattr(function, method, _noting(name, getattr(function, method)))
 
 
 def _noting(name: str, function: Callable[..., Any]) -> Callable[..., Any]:

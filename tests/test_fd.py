@@ -25,6 +25,15 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         s.close()
 
 
+def fill_send_buffer(sock: socket.socket) -> None:
+    """Send on non-blocking sock until its send buffer is full."""
+    try:
+        while True:
+            sock.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+
+
 def test_fdin_waits_until_readable(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     h = dill.go(lambda: (dill.msleep(dill.now() + 5), b.send(b"x")))
@@ -64,11 +73,7 @@ def test_fdout_ready_at_once(pair: tuple[socket.socket, socket.socket]) -> None:
 
 def test_fdout_waits_for_room(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
-    try:
-        while True:
-            a.send(b"x" * 65536)
-    except BlockingIOError:
-        pass
+    fill_send_buffer(a)
     with pytest.raises(TimeoutError):
         dill.fdout(a.fileno(), 0)
 
@@ -105,6 +110,21 @@ def test_fdin_ebusy(pair: tuple[socket.socket, socket.socket]) -> None:
     with pytest.raises(OSError) as info:
         dill.fdclean(a.fileno())
     assert info.value.errno == errno.EBUSY
+    dill.hclose(h)
+
+
+def test_fdout_ebusy(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    fill_send_buffer(a)
+    h = dill.go(dill.fdout, a.fileno())
+    with pytest.raises(OSError) as info:
+        dill.fdout(a.fileno(), 0)
+    assert info.value.errno == errno.EBUSY
+    with pytest.raises(OSError) as info:
+        dill.fdclean(a.fileno())
+    assert info.value.errno == errno.EBUSY
+    with pytest.raises(TimeoutError):  # the read direction is free: not EBUSY
+        dill.fdin(a.fileno(), 0)
     dill.hclose(h)
 
 

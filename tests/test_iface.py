@@ -1,12 +1,14 @@
-"""The generic socket calls (reference section 5) on IPC byte streams.
+"""The generic socket calls (reference section 5) on IPC byte streams and PREFIX messages.
 
 bsend, brecv, brecv_into, bsendl and brecvl on IPC connections: all or
 nothing, error latching per direction (section 0), EBUSY, deadlines and
 cancellation, byte integrity of large transfers (greendill and a plain
 socket of the standard library as peers), and a property test of brecvl's
-buffers and skips. Then the errors that the generic layer adds itself:
-EBADF, ENOTSUP (a handle that is not a byte stream; the message calls on a
-byte stream) and EINVAL.
+buffers and skips. msend, msendl, mrecv, mrecv_into and mrecvl on a PREFIX
+socket over IPC: deadlines, cancellation, EBUSY, the end of the stream and
+latching. Then the errors that the generic layer adds itself: EBADF,
+ENOTSUP (a handle that is not a byte stream; the message calls on a byte
+stream) and EINVAL.
 """
 
 from __future__ import annotations
@@ -201,17 +203,26 @@ def test_data_before_end_of_stream_is_received_then_epipe(pair: tuple[int, int])
 # Deadlines and latching ------------------------------------------------------
 
 
-def test_brecv_etimedout_then_latched_econnreset(pair: tuple[int, int]) -> None:
+RECEIVE_5: dict[str, Callable[[int, int], Any]] = {
+    "brecv": lambda s, deadline: dill.brecv(s, 5, deadline),
+    "brecv_into": lambda s, deadline: dill.brecv_into(s, bytearray(5), deadline),
+}
+
+
+@pytest.mark.parametrize("call", sorted(RECEIVE_5))
+def test_brecv_etimedout_then_latched_econnreset(pair: tuple[int, int], call: str) -> None:
     a, b = pair
     dill.bsend(a, b"abc")  # fewer than asked: lost on the timeout
     deadline = dill.now() + 20
     with raises_errno(errno.ETIMEDOUT) as info:
-        dill.brecv(b, 5, deadline)
+        RECEIVE_5[call](b, deadline)
     assert isinstance(info.value, TimeoutError)
     assert dill.now() >= deadline
     dill.bsend(a, b"more data")
     with raises_errno(errno.ECONNRESET):
         dill.brecv(b, 1, 0)
+    with raises_errno(errno.ECONNRESET):
+        dill.brecv_into(b, bytearray(1), 0)
     with raises_errno(errno.ECONNRESET):
         dill.brecvl(b, [bytearray(1)], 0)
     # A receive timeout does not break sending.
@@ -225,11 +236,18 @@ def test_brecv_deadline_zero_without_data_is_etimedout(pair: tuple[int, int]) ->
         dill.brecv(b, 1, 0)
 
 
-def test_bsend_etimedout_then_latched_econnreset(pair: tuple[int, int]) -> None:
+SEND_8MIB: dict[str, Callable[[int, int], Any]] = {
+    "bsend": lambda s, deadline: dill.bsend(s, bytes(8 * MiB), deadline),
+    "bsendl": lambda s, deadline: dill.bsendl(s, [b"head", bytes(8 * MiB)], deadline),
+}
+
+
+@pytest.mark.parametrize("call", sorted(SEND_8MIB))
+def test_bsend_etimedout_then_latched_econnreset(pair: tuple[int, int], call: str) -> None:
     a, b = pair
     deadline = dill.now() + 20
     with raises_errno(errno.ETIMEDOUT):
-        dill.bsend(a, bytes(8 * MiB), deadline)  # nobody reads
+        SEND_8MIB[call](a, deadline)  # nobody reads
     assert dill.now() >= deadline
     with raises_errno(errno.ECONNRESET):
         dill.bsend(a, b"x", 0)
@@ -273,6 +291,8 @@ def test_second_receiver_gets_ebusy_without_latching(pair: tuple[int, int]) -> N
     with raises_errno(errno.EBUSY):
         dill.brecv(b, 1, 0)
     with raises_errno(errno.EBUSY):
+        dill.brecv_into(b, bytearray(1), 0)
+    with raises_errno(errno.EBUSY):
         dill.brecvl(b, [1], 0)
     dill.bsend(a, b"abcd")
     finish(h)
@@ -297,9 +317,17 @@ def test_second_sender_gets_ebusy_without_latching() -> None:
         peer.close()
 
 
-def test_brecv_canceled_while_waiting_then_latched(pair: tuple[int, int]) -> None:
+RECEIVE_1: dict[str, Callable[[int], Any]] = {
+    "brecv": lambda s: dill.brecv(s, 1),
+    "brecv_into": lambda s: dill.brecv_into(s, bytearray(1)),
+    "brecvl": lambda s: dill.brecvl(s, [bytearray(1)]),
+}
+
+
+@pytest.mark.parametrize("call", sorted(RECEIVE_1))
+def test_brecv_canceled_while_waiting_then_latched(pair: tuple[int, int], call: str) -> None:
     a, b = pair
-    h, out = spawn(dill.brecv, b, 1)
+    h, out = spawn(RECEIVE_1[call], b)
     dill.hclose(h)
     assert len(out) == 1
     assert isinstance(out[0], dill.Canceled)
@@ -309,10 +337,17 @@ def test_brecv_canceled_while_waiting_then_latched(pair: tuple[int, int]) -> Non
         dill.brecv(b, 1, 0)
 
 
-def test_bsend_canceled_while_waiting_then_latched() -> None:
+SEND_MORE: dict[str, Callable[[int], Any]] = {
+    "bsend": lambda s: dill.bsend(s, b"more"),
+    "bsendl": lambda s: dill.bsendl(s, [b"mo", b"re"]),
+}
+
+
+@pytest.mark.parametrize("call", sorted(SEND_MORE))
+def test_bsend_canceled_while_waiting_then_latched(call: str) -> None:
     s, peer = stuffed_pair()
     try:
-        h, out = spawn(dill.bsend, s, b"more")
+        h, out = spawn(SEND_MORE[call], s)
         dill.hclose(h)
         assert len(out) == 1
         assert isinstance(out[0], dill.Canceled)
@@ -426,6 +461,151 @@ def test_brecvl_etimedout_then_latched(pair: tuple[int, int]) -> None:
     dill.bsend(a, b"xyz")
     with raises_errno(errno.ECONNRESET):
         dill.brecvl(b, [3], 0)
+
+
+# The message calls on a message socket (PREFIX over IPC) -----------------------
+#
+# The generic message calls pass each failure of the socket through: waiting,
+# deadlines, cancellation, EBUSY, the end of the stream, and the latched
+# ECONNRESET after a failure (section 0's PREFIX row).
+
+
+@pytest.fixture
+def mpair() -> Iterator[tuple[int, int]]:
+    """Two connected message sockets: PREFIX (a 4-byte size field) over an IPC pair."""
+    a, b = dill.ipc_pair()
+    ma = dill.prefix_attach(a, 4)
+    mb = dill.prefix_attach(b, 4)
+    yield ma, mb
+    for h in (ma, mb):
+        try:
+            dill.hclose(h)
+        except OSError as exc:
+            assert exc.errno == errno.EBADF
+
+
+MESSAGE_RECEIVE: dict[str, Callable[[int, int], Any]] = {
+    "mrecv": lambda s, deadline: dill.mrecv(s, 10, deadline),
+    "mrecv_into": lambda s, deadline: dill.mrecv_into(s, bytearray(10), deadline),
+    "mrecvl": lambda s, deadline: dill.mrecvl(s, [bytearray(4), 6], deadline),
+}
+
+MESSAGE_SEND: dict[str, Callable[[int, int], Any]] = {
+    "msend": lambda s, deadline: dill.msend(s, b"message", deadline),
+    "msendl": lambda s, deadline: dill.msendl(s, [b"mess", b"age"], deadline),
+}
+
+
+def assert_receiving_latched(s: int) -> None:
+    for receive in MESSAGE_RECEIVE.values():
+        with raises_errno(errno.ECONNRESET):
+            receive(s, 0)
+
+
+def assert_sending_latched(s: int) -> None:
+    for send in MESSAGE_SEND.values():
+        with raises_errno(errno.ECONNRESET):
+            send(s, 0)
+
+
+@pytest.mark.parametrize("call", sorted(MESSAGE_RECEIVE))
+def test_message_receive_etimedout_then_latched_econnreset(
+    mpair: tuple[int, int], call: str
+) -> None:
+    a, b = mpair
+    deadline = dill.now() + 20
+    with raises_errno(errno.ETIMEDOUT):
+        MESSAGE_RECEIVE[call](b, deadline)
+    assert dill.now() >= deadline
+    dill.msend(a, b"late")
+    assert_receiving_latched(b)
+    dill.msend(b, b"fine")  # the sending side is not broken
+    assert dill.mrecv(a, 10, 0) == b"fine"
+
+
+@pytest.mark.parametrize("call", sorted(MESSAGE_RECEIVE))
+def test_message_receive_canceled_while_waiting_then_latched(
+    mpair: tuple[int, int], call: str
+) -> None:
+    a, b = mpair
+    h, out = spawn(MESSAGE_RECEIVE[call], b, -1)
+    dill.hclose(h)
+    assert len(out) == 1
+    assert isinstance(out[0], dill.Canceled)
+    dill.msend(a, b"late")
+    assert_receiving_latched(b)
+
+
+@pytest.mark.parametrize("call", sorted(MESSAGE_RECEIVE))
+def test_message_receive_at_the_end_of_the_stream_is_epipe(
+    mpair: tuple[int, int], call: str
+) -> None:
+    a, b = mpair
+    dill.msend(a, b"last")
+    dill.hclose(a)  # the IPC connection below ends between two messages
+    got = MESSAGE_RECEIVE[call](b, dill.now() + SAFETY_MS)
+    assert got == (b"last" if call == "mrecv" else 4)
+    with raises_errno(errno.EPIPE) as info:
+        MESSAGE_RECEIVE[call](b, dill.now() + SAFETY_MS)
+    assert isinstance(info.value, BrokenPipeError)
+    for receive in MESSAGE_RECEIVE.values():  # the orderly end stays
+        with raises_errno(errno.EPIPE):
+            receive(b, 0)
+
+
+@pytest.mark.parametrize("call", sorted(MESSAGE_SEND))
+def test_message_send_etimedout_then_latched_econnreset(call: str) -> None:
+    s, peer = stuffed_pair()
+    ms = dill.prefix_attach(s, 4)
+    try:
+        deadline = dill.now() + 20
+        with raises_errno(errno.ETIMEDOUT):
+            MESSAGE_SEND[call](ms, deadline)  # nobody reads
+        assert dill.now() >= deadline
+        assert_sending_latched(ms)
+    finally:
+        dill.hclose(ms)
+        peer.close()
+
+
+@pytest.mark.parametrize("call", sorted(MESSAGE_SEND))
+def test_message_send_canceled_while_waiting_then_latched(call: str) -> None:
+    s, peer = stuffed_pair()
+    ms = dill.prefix_attach(s, 4)
+    try:
+        h, out = spawn(MESSAGE_SEND[call], ms, -1)
+        dill.hclose(h)
+        assert len(out) == 1
+        assert isinstance(out[0], dill.Canceled)
+        assert_sending_latched(ms)
+    finally:
+        dill.hclose(ms)
+        peer.close()
+
+
+def test_second_message_sender_gets_ebusy_without_latching() -> None:
+    s, peer = stuffed_pair()
+    ms = dill.prefix_attach(s, 4)
+    try:
+        h, out = spawn(dill.msend, ms, b"tail", dill.now() + SAFETY_MS)
+        for send in MESSAGE_SEND.values():
+            with raises_errno(errno.EBUSY):
+                send(ms, 0)
+        drain_until(peer, out)
+        finish(h)
+        assert out == [None]
+        dill.msendl(ms, [b"!"], 0)  # EBUSY latched nothing
+    finally:
+        dill.hclose(ms)
+        peer.close()
+
+
+def test_message_sent_to_a_closed_peer_is_econnreset(mpair: tuple[int, int]) -> None:
+    a, b = mpair
+    dill.hclose(b)
+    with raises_errno(errno.ECONNRESET) as info:
+        dill.msendl(a, [b"x" * 100_000, b"y"], dill.now() + SAFETY_MS)
+    assert isinstance(info.value, ConnectionResetError)
 
 
 # Byte integrity of large transfers ---------------------------------------------

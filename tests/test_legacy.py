@@ -37,6 +37,7 @@ import pytest
 from gevent.monkey import get_original
 from helpers import (
     SAFETY_MS,
+    greendill_and_plain_socket,
     no_fd_left,
     raises_errno,
     recv_exactly,
@@ -544,23 +545,48 @@ def test_ipc_tosocket_hands_a_pair_end_over() -> None:
         dill.hclose(b)
 
 
-def test_tosocket_ebusy_while_a_coroutine_waits_on_the_handle() -> None:
-    with dill_tcp_pair() as (s, _):
+@contextmanager
+def dill_ipc_pair() -> Iterator[tuple[int, socket.socket]]:
+    """A greendill IPC connection and its standard-library peer."""
+    with greendill_and_plain_socket() as (s, peer):
+        try:
+            yield s, peer
+        finally:
+            with suppress(OSError):
+                dill.hclose(s)
+
+
+#: Per transport: a connection and its peer, and the name of its tosocket call.
+TRANSPORTS: dict[str, tuple[Callable[[], Any], str]] = {
+    "tcp": (dill_tcp_pair, "tcp_tosocket"),
+    "ipc": (dill_ipc_pair, "ipc_tosocket"),
+}
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_tosocket_ebusy_while_a_coroutine_waits_on_the_handle(transport: str) -> None:
+    connection, name = TRANSPORTS[transport]
+    tosocket = getattr(dill, name)
+    with connection() as (s, _):
         h = dill.go(lambda: dill.brecv(s, 1))
         try:
             with raises_errno(errno.EBUSY):
-                dill.tcp_tosocket(s)
-            dill.tcp_tosocket(s, share=True).close()  # sharing is fine
+                tosocket(s)
+            tosocket(s, share=True).close()  # sharing is fine
         finally:
             dill.hclose(h)
 
 
-def test_tosocket_econnreset_for_a_broken_connection_and_the_handle_is_closed() -> None:
-    with dill_tcp_pair() as (s, _):
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_tosocket_econnreset_for_a_broken_connection_and_the_handle_is_closed(
+    transport: str,
+) -> None:
+    connection, name = TRANSPORTS[transport]
+    with connection() as (s, _):
         with raises_errno(errno.ETIMEDOUT):
             dill.brecv(s, 1, dill.now() + 10)
         with raises_errno(errno.ECONNRESET):
-            dill.tcp_tosocket(s)
+            getattr(dill, name)(s)
         with raises_errno(errno.EBADF):
             dill.hclose(s)
 
@@ -582,15 +608,13 @@ def test_tosocket_enotsup_and_ebadf() -> None:
             call(a)
 
 
-def test_tosocket_share_emfile() -> None:
-    a, b = dill.ipc_pair()
-    try:
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_tosocket_share_emfile(transport: str) -> None:
+    connection, name = TRANSPORTS[transport]
+    with connection() as (s, _):
         with no_fd_left(), raises_errno(errno.EMFILE):
-            dill.ipc_tosocket(a, share=True)
-        dill.hquery(a, dill.bsock_type)  # the handle is untouched
-    finally:
-        dill.hclose(a)
-        dill.hclose(b)
+            getattr(dill, name)(s, share=True)
+        dill.hquery(s, dill.bsock_type)  # the handle is untouched
 
 
 @pytest.mark.skip(reason="ENFILE: the system-wide file table cannot be exhausted safely")

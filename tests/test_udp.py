@@ -814,9 +814,18 @@ def test_recv_waits_for_a_datagram() -> None:
         assert out == [b"came later"]
 
 
-def test_recv_canceled_while_waiting() -> None:
+@pytest.mark.parametrize(
+    "receive",
+    [
+        lambda s: dill.udp_recv(s, 100, -1),
+        lambda s: dill.udp_recv_into(s, bytearray(100), -1),
+        lambda s: dill.udp_recvl(s, [bytearray(100)], -1),
+    ],
+    ids=["udp_recv", "udp_recv_into", "udp_recvl"],
+)
+def test_recv_canceled_while_waiting(receive: Callable[[int], Any]) -> None:
     with udp(loopback()) as s:
-        h, out = spawn(dill.udp_recv, s, 100, -1)
+        h, out = spawn(receive, s)
         dill.hclose(h)
         assert len(out) == 1
         assert isinstance(out[0], dill.Canceled)
@@ -835,6 +844,7 @@ def test_recv_in_a_canceled_coroutine_takes_a_waiting_datagram_else_ecanceled() 
         assert in_canceled_coroutine(lambda: dill.mrecv(sa, 10, -1)) == b"ready"
         for receive in (
             lambda: dill.udp_recv(sa, 10, -1),
+            lambda: dill.udp_recv_into(sa, bytearray(10), -1),
             lambda: dill.udp_recvl(sa, [bytearray(10)], later()),
             lambda: dill.mrecv(sa, 10, later()),
         ):
