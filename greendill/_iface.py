@@ -45,6 +45,7 @@ __all__ = [
     "bsendl",
     "bsock_type",
     "bsock_vfs",
+    "byte_view",
     "fast_bsocks",
     "mrecv",
     "mrecv_into",
@@ -195,6 +196,23 @@ def _interface(s: int, type: object, function: str) -> Any:
 def _check_iolist(buffers: Any, function: str) -> None:
     if buffers is None or len(buffers) == 0:
         raise error(errno.EINVAL, function)
+
+
+def byte_view(data: Any, function: str) -> memoryview:
+    """A flat byte view of data to send, or TypeError.
+
+    For implementations of bsend and bsendl: checked before any I/O, so that
+    a bad argument breaks nothing (it does not latch the sending side).
+    """
+    try:
+        view = memoryview(data)
+        if view.c_contiguous:
+            return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    except TypeError:
+        pass
+    raise TypeError(
+        f"{function}: data is a C-contiguous bytes-like object, not {type(data).__name__}"
+    )
 
 
 def recv_items(buffers: Sequence[RecvItem], function: str) -> list[Any]:

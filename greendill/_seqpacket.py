@@ -592,7 +592,10 @@ def _writable(buffer: Any, function: str) -> memoryview:
 
 
 def _refused(exc: BaseException) -> bool:
-    # A send the kernel refused as it stands: nothing sent, nothing broken.
+    # A send refused as it stands, by the kernel or by sendmsg's argument
+    # checks (not bytes-like: TypeError): nothing sent, nothing broken.
+    if isinstance(exc, TypeError):
+        return True
     return isinstance(exc, OSError) and exc.errno in (errno.EMSGSIZE, errno.EINVAL, errno.EBADF)
 
 

@@ -45,7 +45,7 @@ from greenlet import getcurrent
 from ._errors import error
 from ._fd import ready_now
 from ._handles import check_storage, hclose, lookup, new_handle, release
-from ._iface import RecvItem, bsock_type, bsock_vfs, fast_bsocks
+from ._iface import RecvItem, bsock_type, bsock_vfs, byte_view, fast_bsocks
 from ._scheduler import (
     CANCEL,
     TIMEOUT,
@@ -377,6 +377,8 @@ class StreamSocket(Watched, bsock_vfs):
     def bsend(self, data: Any, deadline: int) -> None:
         if self.sbusy or self.outdone or self.outerr:
             self._begin_send("bsend")
+        if data.__class__ is not bytes and data.__class__ is not bytearray:
+            data = byte_view(data, "bsend")
         self.sbusy = True
         self.sent = True
         generation = self.generation
@@ -386,9 +388,7 @@ class StreamSocket(Watched, bsock_vfs):
             except BlockingIOError:
                 sent = 0
             if sent != len(data):
-                view = memoryview(data).cast("B")
-                if sent != view.nbytes:
-                    self._send_rest(view[sent:], deadline, "bsend")
+                self._send_rest(memoryview(data)[sent:], deadline, "bsend")
         except BaseException as exc:
             if self.generation == generation:
                 self.outerr = True
@@ -409,10 +409,10 @@ class StreamSocket(Watched, bsock_vfs):
 
     def bsendl(self, buffers: Sequence[Any], deadline: int) -> None:
         self._begin_send("bsendl")
+        views = [byte_view(b, "bsendl") for b in buffers]
         self.sbusy = True
         generation = self.generation
         try:
-            views = [memoryview(b).cast("B") for b in buffers]
             total = sum(v.nbytes for v in views)
             try:
                 sent = self.sock.sendmsg(views)

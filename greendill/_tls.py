@@ -44,7 +44,7 @@ from ._handles import (
     query_below,
     release,
 )
-from ._iface import RecvItem, bsock_type, bsock_vfs, fast_bsocks, recv_items
+from ._iface import RecvItem, bsock_type, bsock_vfs, byte_view, fast_bsocks, recv_items
 from ._scheduler import check_can_block
 from ._scheduler import context as current_context
 
@@ -346,6 +346,8 @@ class tls_storage(bsock_vfs):
     def bsend(self, data: Any, deadline: int) -> None:
         if self.sbusy or self.outdone or self.outerr:
             self._begin_send("bsend")
+        if data.__class__ is not bytes:
+            data = byte_view(data, "bsend")  # a bad argument breaks nothing
         self.sbusy = True
         generation = self.generation
         try:
@@ -366,10 +368,11 @@ class tls_storage(bsock_vfs):
 
     def bsendl(self, buffers: Sequence[Any], deadline: int) -> None:
         self._begin_send("bsendl")
+        views = [byte_view(b, "bsendl") for b in buffers]
         self.sbusy = True
         generation = self.generation
         try:
-            for data in buffers:
+            for data in views:
                 self._write(data, deadline)
             self._flush(deadline)
         except BaseException as exc:

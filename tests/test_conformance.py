@@ -110,7 +110,8 @@ class ToyXor(dill.bsock_vfs):
     done is the half-close of the stream below (ipc_done, tcp_done), which
     toy_done calls. Bugs to plant: partial_send (bsend drops the last
     byte), shared_busy (no EBUSY of its own: the lower's EBUSY latches this
-    layer), close_waits (close waits for 10 ms, "to flush").
+    layer), close_waits (close waits for 10 ms, "to flush"),
+    latch_bad_argument (a send of something not bytes-like breaks sending).
     """
 
     def __init__(self, u: int, lower: Any, done: Any = None, **bugs: bool) -> None:
@@ -136,7 +137,12 @@ class ToyXor(dill.bsock_vfs):
             raise _error(errno.EPIPE, "bsend")
         if self.outerr:
             raise _error(errno.ECONNRESET, "bsend")
-        data = b"".join(bytes(memoryview(b).cast("B")) for b in buffers).translate(self.table)
+        try:
+            data = b"".join(bytes(memoryview(b).cast("B")) for b in buffers).translate(self.table)
+        except TypeError:
+            if self.bugs.get("latch_bad_argument"):
+                self.outerr = True
+            raise
         if self.bugs.get("partial_send") and len(data) > 1:
             data = data[:-1]
         self.sbusy = True
@@ -615,6 +621,11 @@ def test_kit_reports_a_byte_stream_that_sends_only_part() -> None:
 def test_kit_reports_a_byte_stream_whose_ebusy_breaks_it() -> None:
     with reports("recv-busy"):
         check_bsock(bsock_toy(shared_busy=True), done=toy_done)
+
+
+def test_kit_reports_a_bad_argument_that_breaks_sending() -> None:
+    with reports("bad-argument"):
+        check_bsock(bsock_toy(latch_bad_argument=True), only=["bad-argument"])
 
 
 def test_kit_reports_an_hclose_that_waits() -> None:

@@ -488,6 +488,37 @@ def _bulk(kit: _Kit) -> None:
 
 
 @_rule(
+    "bad-argument",
+    "a send of something that is not bytes-like (None, a str) fails with TypeError or EINVAL"
+    " before any I/O and breaks nothing: the next send and receive work",
+)
+def _bad_argument(kit: _Kit) -> None:
+    p = kit.pair()
+    assert p.a is not None and p.b is not None
+    sendl = dill.bsendl if kit.kind == "bsock" else dill.msendl
+    whole = kit.payload(kit.sizes(8)[0], 80)
+    for bad in (None, "text"):
+        for what, call, args in (
+            ("a send", kit.send, (p.a, bad, kit.later())),
+            ("an iolist send", sendl, (p.a, [whole, bad], kit.later())),
+        ):
+            try:
+                call(*args)
+            except TypeError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise AssertionError(
+                        f"{what} of {type(bad).__name__}: expected TypeError or EINVAL, got {exc!r}"
+                    ) from None
+            else:
+                raise AssertionError(f"{what} of {type(bad).__name__} did not fail")
+    with _wrapped("a send after the bad arguments (they must not latch)"):
+        kit.send(p.a, whole, kit.later())
+    kit.expect(p.b, whole, kit.later(), "what was sent after the bad arguments")
+
+
+@_rule(
     "ready-now",
     "a call that can complete at once succeeds whatever the deadline: 0, or one in the past",
 )
