@@ -13,6 +13,7 @@ import errno
 import socket
 import struct
 from contextlib import suppress
+from typing import Callable
 
 import pytest
 from helpers import (
@@ -231,16 +232,35 @@ def test_large_message_dropped_and_scattered(pair: tuple[int, int]) -> None:
 # Errors, in the reference's order ----------------------------------------------
 
 
-def test_attach_ebadf_for_a_number_that_is_no_handle() -> None:
+# prefix_attach, and prefix_attach_mem in a fresh storage: the same rules.
+attach_variants = pytest.mark.parametrize(
+    "attach",
+    [
+        pytest.param(dill.prefix_attach, id="prefix_attach"),
+        pytest.param(
+            lambda s, hdrlen, flags=BIG: dill.prefix_attach_mem(
+                s, hdrlen, flags, dill.prefix_storage()
+            ),
+            id="prefix_attach_mem",
+        ),
+    ],
+)
+
+
+@attach_variants
+def test_attach_ebadf_for_a_number_that_is_no_handle(attach: Callable[..., int]) -> None:
     with raises_errno(errno.EBADF):
-        dill.prefix_attach(12345, 4)
+        attach(12345, 4)
 
 
+@attach_variants
 @pytest.mark.parametrize(("hdrlen", "flags"), [(0, BIG), (-1, BIG), (4, 2), (4, -1)])
-def test_attach_einval_closes_the_socket(hdrlen: int, flags: int) -> None:
+def test_attach_einval_closes_the_socket(
+    attach: Callable[..., int], hdrlen: int, flags: int
+) -> None:
     a, b = dill.ipc_pair()
     with raises_errno(errno.EINVAL):
-        dill.prefix_attach(a, hdrlen, flags)
+        attach(a, hdrlen, flags)
     with raises_errno(errno.EBADF):
         dill.hclose(a)
     with raises_errno(errno.EPIPE):
@@ -257,24 +277,28 @@ def test_attach_typeerror_for_a_hdrlen_that_is_no_int_closes_the_socket() -> Non
     dill.hclose(b)
 
 
-def test_attach_eproto_when_underlying_is_msock() -> None:
+@attach_variants
+def test_attach_eproto_when_underlying_is_msock(attach: Callable[..., int]) -> None:
     a, b = dill.ipc_pair()
     p = dill.prefix_attach(a, 4)
     with raises_errno(errno.EPROTO):
-        dill.prefix_attach(p, 4)
+        attach(p, 4)
     with raises_errno(errno.EBADF):
         dill.hclose(p)
     ch = dill.chmake()
     with raises_errno(errno.EPROTO):
-        dill.prefix_attach(ch[0], 4)
+        attach(ch[0], 4)
     with raises_errno(errno.EBADF):
         dill.hclose(ch[0])
     close_all(ch[1], b)
 
 
-def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket() -> None:
+@attach_variants
+def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket(
+    attach: Callable[..., int],
+) -> None:
     a, b = dill.ipc_pair()
-    result = in_canceled_coroutine(lambda: dill.prefix_attach(a, 4))
+    result = in_canceled_coroutine(lambda: attach(a, 4))
     assert isinstance(result, dill.Canceled)
     with raises_errno(errno.EBADF):
         dill.hclose(a)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import socket
 from contextlib import suppress
+from typing import Callable
 
 import pytest
 from helpers import (
@@ -170,34 +171,53 @@ def test_mrecvl_scatters_drops_and_skips(pair: tuple[int, int]) -> None:
 # Errors, in the reference's order -----------------------------------------------------
 
 
-def test_attach_ebadf_for_a_number_that_is_no_handle() -> None:
+# suffix_attach, and suffix_attach_mem in a fresh storage: the same rules.
+attach_variants = pytest.mark.parametrize(
+    "attach",
+    [
+        pytest.param(dill.suffix_attach, id="suffix_attach"),
+        pytest.param(
+            lambda s, suffix: dill.suffix_attach_mem(s, suffix, dill.suffix_storage()),
+            id="suffix_attach_mem",
+        ),
+    ],
+)
+
+
+@attach_variants
+def test_attach_ebadf_for_a_number_that_is_no_handle(attach: Callable[..., int]) -> None:
     with raises_errno(errno.EBADF):
-        dill.suffix_attach(12345, CRLF)
+        attach(12345, CRLF)
 
 
+@attach_variants
 @pytest.mark.parametrize("suffix", [None, b"", bytes(33)])
-def test_attach_einval_closes_the_socket(suffix: bytes) -> None:
+def test_attach_einval_closes_the_socket(attach: Callable[..., int], suffix: bytes) -> None:
     a, b = dill.ipc_pair()
     with raises_errno(errno.EINVAL):
-        dill.suffix_attach(a, suffix)
+        attach(a, suffix)
     with raises_errno(errno.EBADF):
         dill.hclose(a)
     dill.hclose(b)
 
 
-def test_attach_eproto_when_underlying_is_msock() -> None:
+@attach_variants
+def test_attach_eproto_when_underlying_is_msock(attach: Callable[..., int]) -> None:
     a, b = dill.ipc_pair()
     p = dill.prefix_attach(a, 4)
     with raises_errno(errno.EPROTO):
-        dill.suffix_attach(p, CRLF)
+        attach(p, CRLF)
     with raises_errno(errno.EBADF):
         dill.hclose(p)
     dill.hclose(b)
 
 
-def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket() -> None:
+@attach_variants
+def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket(
+    attach: Callable[..., int],
+) -> None:
     a, b = dill.ipc_pair()
-    assert isinstance(in_canceled_coroutine(lambda: dill.suffix_attach(a, CRLF)), dill.Canceled)
+    assert isinstance(in_canceled_coroutine(lambda: attach(a, CRLF)), dill.Canceled)
     with raises_errno(errno.EBADF):
         dill.hclose(a)
     dill.hclose(b)

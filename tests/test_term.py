@@ -13,6 +13,7 @@ import errno
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Callable
 
 import pytest
 from helpers import (
@@ -181,34 +182,55 @@ def test_term_over_udp() -> None:
 # Errors, in the reference's order --------------------------------------------------
 
 
-def test_attach_ebadf_for_a_number_that_is_no_handle() -> None:
+# term_attach, and term_attach_mem in a fresh storage: the same rules.
+attach_variants = pytest.mark.parametrize(
+    "attach",
+    [
+        pytest.param(dill.term_attach, id="term_attach"),
+        pytest.param(
+            lambda s, buf: dill.term_attach_mem(s, buf, dill.term_storage()),
+            id="term_attach_mem",
+        ),
+    ],
+)
+
+
+@attach_variants
+def test_attach_ebadf_for_a_number_that_is_no_handle(attach: Callable[..., int]) -> None:
     with raises_errno(errno.EBADF):
-        dill.term_attach(12345, BYE)
+        attach(12345, BYE)
 
 
-def test_attach_einval_for_a_terminal_message_over_32_bytes_closes_the_socket() -> None:
+@attach_variants
+def test_attach_einval_for_a_terminal_message_over_32_bytes_closes_the_socket(
+    attach: Callable[..., int],
+) -> None:
     a, b = dill.ipc_pair()
     p = dill.prefix_attach(a, 4)
     with raises_errno(errno.EINVAL):
-        dill.term_attach(p, bytes(33))
+        attach(p, bytes(33))
     with raises_errno(errno.EBADF):
         dill.hclose(p)
     dill.hclose(b)
 
 
-def test_attach_eproto_when_underlying_is_a_byte_stream() -> None:
+@attach_variants
+def test_attach_eproto_when_underlying_is_a_byte_stream(attach: Callable[..., int]) -> None:
     a, b = dill.ipc_pair()
     with raises_errno(errno.EPROTO):
-        dill.term_attach(a, BYE)
+        attach(a, BYE)
     with raises_errno(errno.EBADF):
         dill.hclose(a)
     dill.hclose(b)
 
 
-def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket() -> None:
+@attach_variants
+def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket(
+    attach: Callable[..., int],
+) -> None:
     a, b = dill.ipc_pair()
     p = dill.prefix_attach(a, 4)
-    assert isinstance(in_canceled_coroutine(lambda: dill.term_attach(p, BYE)), dill.Canceled)
+    assert isinstance(in_canceled_coroutine(lambda: attach(p, BYE)), dill.Canceled)
     with raises_errno(errno.EBADF):
         dill.hclose(p)
     dill.hclose(b)

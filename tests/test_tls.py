@@ -630,29 +630,70 @@ def test_client_certificates_through_a_server_context(pki: PKI) -> None:
 # tls_attach_client / tls_attach_server errors, in the reference's order ----------------
 
 
-def test_attach_ebadf_for_a_number_that_is_no_handle(pki: PKI) -> None:
-    with raises_errno(errno.EBADF):
-        dill.tls_attach_client(12345, soon(), verify=False)
-    with raises_errno(errno.EBADF):
-        dill.tls_attach_server(12345, pki.cert_file, pki.key_file, soon())
+@pytest.fixture(params=["plain", "mem"])
+def variant(request: pytest.FixtureRequest) -> str:
+    """Which attach calls an errors test makes: tls_attach_client/server, or their _mem variants."""
+    return str(request.param)
 
 
-def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket(pki: PKI) -> None:
-    a, b = dill.ipc_pair()
-    result = in_canceled_coroutine(lambda: dill.tls_attach_client(a, soon(), verify=False))
-    assert isinstance(result, dill.Canceled)
-    result = in_canceled_coroutine(
-        lambda: dill.tls_attach_server(b, pki.cert_file, pki.key_file, soon())
+@pytest.fixture
+def attach_client(variant: str) -> Iterator[Callable[..., int]]:
+    """tls_attach_client, or tls_attach_client_mem taking the same arguments.
+
+    The _mem variant uses one storage for the whole test, and every attach
+    of these tests fails: each must leave the storage free (not EBUSY) for
+    the next, and for a last attach after the test.
+    """
+    if variant == "plain":
+        yield dill.tls_attach_client
+        return
+    mem = dill.tls_storage()
+    yield lambda s, *args, **kwargs: dill.tls_attach_client_mem(s, mem, *args, **kwargs)
+    with raises_errno(errno.EBADF):
+        dill.tls_attach_client_mem(12345, mem, verify=False)
+
+
+@pytest.fixture
+def attach_server(variant: str, pki: PKI) -> Iterator[Callable[..., int]]:
+    """tls_attach_server, or tls_attach_server_mem taking the same arguments (as attach_client)."""
+    if variant == "plain":
+        yield dill.tls_attach_server
+        return
+    mem = dill.tls_storage()
+    yield lambda s, cert, key, *args, **kwargs: dill.tls_attach_server_mem(
+        s, cert, key, mem, *args, **kwargs
     )
+    with raises_errno(errno.EBADF):
+        dill.tls_attach_server_mem(12345, pki.cert_file, pki.key_file, mem)
+
+
+def test_attach_ebadf_for_a_number_that_is_no_handle(
+    pki: PKI, attach_client: Callable[..., int], attach_server: Callable[..., int]
+) -> None:
+    with raises_errno(errno.EBADF):
+        attach_client(12345, soon(), verify=False)
+    with raises_errno(errno.EBADF):
+        attach_server(12345, pki.cert_file, pki.key_file, soon())
+
+
+def test_attach_ecanceled_in_a_canceled_coroutine_closes_the_socket(
+    pki: PKI, attach_client: Callable[..., int], attach_server: Callable[..., int]
+) -> None:
+    a, b = dill.ipc_pair()
+    result = in_canceled_coroutine(lambda: attach_client(a, soon(), verify=False))
+    assert isinstance(result, dill.Canceled)
+    result = in_canceled_coroutine(lambda: attach_server(b, pki.cert_file, pki.key_file, soon()))
     assert isinstance(result, dill.Canceled)
     for h in (a, b):
         with raises_errno(errno.EBADF):
             dill.hclose(h)
 
 
-def test_attach_ecanceled_while_the_handshake_waits(pki: PKI) -> None:
+def test_attach_ecanceled_while_the_handshake_waits(
+    pki: PKI, attach_client: Callable[..., int], attach_server: Callable[..., int]
+) -> None:
     a, b = dill.ipc_pair()
-    h, out = spawn(lambda: dill.tls_attach_client(a, -1, verify=False))
+    h, out = spawn(lambda: attach_client(a, -1, verify=False))
     dill.yield_()
     dill.hclose(h)
     assert isinstance(out[0], dill.Canceled)
@@ -660,40 +701,49 @@ def test_attach_ecanceled_while_the_handshake_waits(pki: PKI) -> None:
         dill.hclose(a)
     # The client's hello had gone: the server sees the end of the stream.
     with raises_errno(errno.ECONNRESET):
-        dill.tls_attach_server(b, pki.cert_file, pki.key_file, soon())
+        attach_server(b, pki.cert_file, pki.key_file, soon())
 
 
-def test_attach_econnreset_when_the_peer_leaves_during_the_handshake(pki: PKI) -> None:
+def test_attach_econnreset_when_the_peer_leaves_during_the_handshake(
+    pki: PKI, attach_client: Callable[..., int], attach_server: Callable[..., int]
+) -> None:
     def leave_after_the_hello(sock: socket.socket) -> bytes:
         return sock.recv(5)  # then the socket closes
 
     with stdlib_peer(leave_after_the_hello) as (h, thread):
         with raises_errno(errno.ECONNRESET):
-            dill.tls_attach_client(h, soon(), verify=False)
+            attach_client(h, soon(), verify=False)
         assert thread.join_checked()[:1] == b"\x16"  # a handshake record
     with stdlib_peer(lambda sock: sock.shutdown(socket.SHUT_WR)) as (h, thread):
         with raises_errno(errno.ECONNRESET):
-            dill.tls_attach_server(h, pki.cert_file, pki.key_file, soon())
+            attach_server(h, pki.cert_file, pki.key_file, soon())
         thread.join_checked()
 
 
-def test_attach_eproto_when_underlying_is_not_a_byte_stream(pki: PKI) -> None:
+def test_attach_eproto_when_underlying_is_not_a_byte_stream(
+    pki: PKI, attach_client: Callable[..., int], attach_server: Callable[..., int]
+) -> None:
     a, b = dill.ipc_pair()
     p = dill.prefix_attach(a, 4)
     with raises_errno(errno.EPROTO):
-        dill.tls_attach_client(p, soon(), verify=False)
+        attach_client(p, soon(), verify=False)
     with raises_errno(errno.EBADF):
         dill.hclose(p)
     ch = dill.chmake()
     with raises_errno(errno.EPROTO):
-        dill.tls_attach_server(ch[0], pki.cert_file, pki.key_file, soon())
+        attach_server(ch[0], pki.cert_file, pki.key_file, soon())
     with raises_errno(errno.EBADF):
         dill.hclose(ch[0])
     close_all(ch[1], b)
 
 
 @pytest.mark.parametrize("server_side", [False, True])
-def test_attach_eproto_when_the_peer_does_not_speak_tls(pki: PKI, server_side: bool) -> None:
+def test_attach_eproto_when_the_peer_does_not_speak_tls(
+    pki: PKI,
+    server_side: bool,
+    attach_client: Callable[..., int],
+    attach_server: Callable[..., int],
+) -> None:
     def http(sock: socket.socket) -> None:
         sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         with suppress(OSError):
@@ -702,21 +752,23 @@ def test_attach_eproto_when_the_peer_does_not_speak_tls(pki: PKI, server_side: b
     with stdlib_peer(http) as (h, thread):
         with raises_errno(errno.EPROTO) as info:
             if server_side:
-                dill.tls_attach_server(h, pki.cert_file, pki.key_file, soon())
+                attach_server(h, pki.cert_file, pki.key_file, soon())
             else:
-                dill.tls_attach_client(h, soon(), verify=False)
+                attach_client(h, soon(), verify=False)
         assert isinstance(info.value.__cause__, ssl.SSLError)
         thread.join_checked()
 
 
-def test_attach_etimedout_when_the_peer_is_silent(pki: PKI) -> None:
+def test_attach_etimedout_when_the_peer_is_silent(
+    pki: PKI, attach_client: Callable[..., int], attach_server: Callable[..., int]
+) -> None:
     a, b = dill.ipc_pair()
     with raises_errno(errno.ETIMEDOUT):
-        dill.tls_attach_client(a, dill.now() + 50, verify=False)
+        attach_client(a, dill.now() + 50, verify=False)
     dill.hclose(b)
     a, b = dill.ipc_pair()
     with raises_errno(errno.ETIMEDOUT):
-        dill.tls_attach_server(b, pki.cert_file, pki.key_file, dill.now() + 50)
+        attach_server(b, pki.cert_file, pki.key_file, dill.now() + 50)
     dill.hclose(a)
 
 

@@ -796,10 +796,51 @@ def assert_closed(h: int) -> None:
         dill.hclose(h)
 
 
-def client_attach_against(answer: Optional[bytes], deadline: int) -> Any:
-    """ws_attach_client against a plain server that answers its request with answer(key)."""
+@pytest.fixture(params=["plain", "mem"])
+def variant(request: pytest.FixtureRequest) -> str:
+    """Which attach calls an errors test makes: ws_attach_client/server, or their _mem variants."""
+    return str(request.param)
+
+
+@pytest.fixture
+def attach_client(variant: str) -> Iterator[Callable[..., int]]:
+    """ws_attach_client, or ws_attach_client_mem taking the same arguments.
+
+    The _mem variant uses one storage for the whole test, and no socket the
+    test attaches stays open: each failed attach must leave the storage free
+    (not EBUSY) for the next, and for a last attach after the test.
+    """
+    if variant == "plain":
+        yield dill.ws_attach_client
+        return
+    mem = dill.ws_storage()
+    yield lambda s, flags, resource, host, *args, **kwargs: dill.ws_attach_client_mem(
+        s, flags, resource, host, mem, *args, **kwargs
+    )
+    with raises_errno(errno.EBADF):
+        dill.ws_attach_client_mem(12345, NOHTTP, None, None, mem)
+
+
+@pytest.fixture
+def attach_server(variant: str) -> Iterator[Callable[..., Any]]:
+    """ws_attach_server, or ws_attach_server_mem taking the same arguments (as attach_client)."""
+    if variant == "plain":
+        yield dill.ws_attach_server
+        return
+    mem = dill.ws_storage()
+    yield lambda s, flags, *args, **kwargs: dill.ws_attach_server_mem(
+        s, flags, mem, *args, **kwargs
+    )
+    with raises_errno(errno.EBADF):
+        dill.ws_attach_server_mem(12345, NOHTTP, mem)
+
+
+def client_attach_against(
+    attach: Callable[..., int], answer: Optional[bytes], deadline: int
+) -> Any:
+    """attach (a client) against a plain server that answers its request with answer(key)."""
     with greendill_and_plain_socket() as (h, peer):
-        co, out = spawn(dill.ws_attach_client, h, 0, "/", "host", deadline)
+        co, out = spawn(attach, h, 0, "/", "host", deadline)
         request = b""
         while not request.endswith(b"\r\n\r\n"):
             request += peer.recv(1)
@@ -811,22 +852,28 @@ def client_attach_against(answer: Optional[bytes], deadline: int) -> Any:
     return out[0]
 
 
-def test_attach_client_ebadf_for_a_number_that_is_no_handle() -> None:
+def test_attach_client_ebadf_for_a_number_that_is_no_handle(
+    attach_client: Callable[..., int],
+) -> None:
     with raises_errno(errno.EBADF):
-        dill.ws_attach_client(12345, 0, "/", "host")
+        attach_client(12345, 0, "/", "host")
 
 
-def test_attach_client_ecanceled_in_a_canceled_coroutine_closes_the_socket() -> None:
+def test_attach_client_ecanceled_in_a_canceled_coroutine_closes_the_socket(
+    attach_client: Callable[..., int],
+) -> None:
     a, b = dill.ipc_pair()
-    result = in_canceled_coroutine(lambda: dill.ws_attach_client(a, NOHTTP, None, None))
+    result = in_canceled_coroutine(lambda: attach_client(a, NOHTTP, None, None))
     assert isinstance(result, dill.Canceled)
     assert_closed(a)
     dill.hclose(b)
 
 
-def test_attach_client_ecanceled_while_waiting_for_the_answer() -> None:
+def test_attach_client_ecanceled_while_waiting_for_the_answer(
+    attach_client: Callable[..., int],
+) -> None:
     with greendill_and_plain_socket() as (h, peer):
-        co, out = spawn(dill.ws_attach_client, h, 0, "/", "host")
+        co, out = spawn(attach_client, h, 0, "/", "host")
         dill.yield_()
         dill.hclose(co)
         assert isinstance(out[0], dill.Canceled)
@@ -834,9 +881,11 @@ def test_attach_client_ecanceled_while_waiting_for_the_answer() -> None:
         assert peer.recv(1000).startswith(b"GET / HTTP/1.1\r\n")
 
 
-def test_attach_client_econnreset_when_the_server_resets() -> None:
+def test_attach_client_econnreset_when_the_server_resets(
+    attach_client: Callable[..., int],
+) -> None:
     with tcp_to_plain() as (h, peer):
-        co, out = spawn(dill.ws_attach_client, h, 0, "/", "host", soon())
+        co, out = spawn(attach_client, h, 0, "/", "host", soon())
         assert peer.recv(1000).endswith(b"\r\n\r\n")
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         peer.close()
@@ -862,11 +911,15 @@ def test_attach_client_econnreset_when_the_server_resets() -> None:
     ],
 )
 def test_attach_client_einval_closes_the_socket(
-    flags: int, resource: Optional[str], host: Optional[str], limits: dict[str, int]
+    attach_client: Callable[..., int],
+    flags: int,
+    resource: Optional[str],
+    host: Optional[str],
+    limits: dict[str, int],
 ) -> None:
     a, b = dill.ipc_pair()
     with raises_errno(errno.EINVAL):
-        dill.ws_attach_client(a, flags, resource, host, soon(), **limits)
+        attach_client(a, flags, resource, host, soon(), **limits)
     assert_closed(a)
     dill.hclose(b)
 
@@ -885,15 +938,17 @@ def test_attach_client_typeerror_closes_the_socket() -> None:
     dill.hclose(b)
 
 
-def test_attach_client_enotsup_when_underlying_is_no_byte_stream() -> None:
+def test_attach_client_enotsup_when_underlying_is_no_byte_stream(
+    attach_client: Callable[..., int], attach_server: Callable[..., Any]
+) -> None:
     a, b = dill.ipc_pair()
     p = dill.prefix_attach(a, 4)
     with raises_errno(errno.ENOTSUP):
-        dill.ws_attach_client(p, 0, "/", "host")
+        attach_client(p, 0, "/", "host")
     assert_closed(p)
     ch = dill.chmake()
     with raises_errno(errno.ENOTSUP):
-        dill.ws_attach_server(ch[0], NOHTTP)
+        attach_server(ch[0], NOHTTP)
     assert_closed(ch[0])
     close_all(ch[1], b)
 
@@ -910,8 +965,10 @@ def test_attach_client_enotsup_when_underlying_is_no_byte_stream() -> None:
         b"not http at all\r\n\r\n",
     ],
 )
-def test_attach_client_eproto_when_the_server_does_not_accept(answer: bytes) -> None:
-    result = client_attach_against(answer, soon())
+def test_attach_client_eproto_when_the_server_does_not_accept(
+    attach_client: Callable[..., int], answer: bytes
+) -> None:
+    result = client_attach_against(attach_client, answer, soon())
     assert isinstance(result, OSError)
     assert result.errno == errno.EPROTO
 
@@ -930,18 +987,23 @@ def test_attach_client_accepts_a_good_answer_from_a_plain_server() -> None:
         dill.hclose(out[0])
 
 
-def test_attach_client_etimedout_when_the_server_does_not_answer() -> None:
-    result = client_attach_against(None, dill.now() + 50)
+def test_attach_client_etimedout_when_the_server_does_not_answer(
+    attach_client: Callable[..., int],
+) -> None:
+    result = client_attach_against(attach_client, None, dill.now() + 50)
     assert isinstance(result, OSError)
     assert result.errno == errno.ETIMEDOUT
 
 
-def test_attach_client_emsgsize_for_an_endless_head_and_epipe_for_a_short_one() -> None:
-    result = client_attach_against(b"HTTP/1.1 101 OK\r\nX: " + b"y" * MAX_HEAD, soon())
+def test_attach_client_emsgsize_for_an_endless_head_and_epipe_for_a_short_one(
+    attach_client: Callable[..., int],
+) -> None:
+    endless = b"HTTP/1.1 101 OK\r\nX: " + b"y" * MAX_HEAD
+    result = client_attach_against(attach_client, endless, soon())
     assert isinstance(result, OSError)
     assert result.errno == errno.EMSGSIZE
     with greendill_and_plain_socket() as (h, peer):
-        co, out = spawn(dill.ws_attach_client, h, 0, "/", "host", soon())
+        co, out = spawn(attach_client, h, 0, "/", "host", soon())
         peer.sendall(b"HTTP/1.1 101 OK\r\n")
         peer.shutdown(socket.SHUT_WR)
         finish(co)
@@ -973,14 +1035,16 @@ def test_attach_client_mem_storage_rules() -> None:
 # ws_attach_server -------------------------------------------------------------------
 
 
-def server_attach_with(request: bytes, deadline: int, end: bool = True) -> tuple[Any, bytes]:
-    """ws_attach_server on what a plain client sends; its result and the client's answer."""
+def server_attach_with(
+    attach: Callable[..., Any], request: bytes, deadline: int, end: bool = True
+) -> tuple[Any, bytes]:
+    """attach (a server) on what a plain client sends; its result and the client's answer."""
     with greendill_and_plain_socket() as (h, peer):
         peer.sendall(request)
         if end:
             peer.shutdown(socket.SHUT_WR)
         try:
-            result: Any = dill.ws_attach_server(h, 0, deadline)
+            result: Any = attach(h, 0, deadline)
         except OSError as exc:
             result = exc
             assert_closed(h)
@@ -994,17 +1058,21 @@ def server_attach_with(request: bytes, deadline: int, end: bool = True) -> tuple
     return result, answer
 
 
-def test_attach_server_ebadf_for_a_number_that_is_no_handle() -> None:
+def test_attach_server_ebadf_for_a_number_that_is_no_handle(
+    attach_server: Callable[..., Any],
+) -> None:
     with raises_errno(errno.EBADF):
-        dill.ws_attach_server(12345, 0)
+        attach_server(12345, 0)
 
 
-def test_attach_server_ecanceled_in_a_canceled_coroutine_and_while_waiting() -> None:
+def test_attach_server_ecanceled_in_a_canceled_coroutine_and_while_waiting(
+    attach_server: Callable[..., Any],
+) -> None:
     a, b = dill.ipc_pair()
-    assert isinstance(in_canceled_coroutine(lambda: dill.ws_attach_server(a, 0)), dill.Canceled)
+    assert isinstance(in_canceled_coroutine(lambda: attach_server(a, 0)), dill.Canceled)
     assert_closed(a)
     a, c = dill.ipc_pair()
-    co, out = spawn(dill.ws_attach_server, a, 0)
+    co, out = spawn(attach_server, a, 0)
     dill.bsend(c, GOOD_REQUEST[:30])
     dill.yield_()
     dill.hclose(co)
@@ -1013,30 +1081,36 @@ def test_attach_server_ecanceled_in_a_canceled_coroutine_and_while_waiting() -> 
     close_all(b, c)
 
 
-def test_attach_server_econnreset_when_the_client_resets() -> None:
+def test_attach_server_econnreset_when_the_client_resets(
+    attach_server: Callable[..., Any],
+) -> None:
     with tcp_to_plain() as (h, peer):
         peer.sendall(GOOD_REQUEST[:20])
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         peer.close()
         with raises_errno(errno.ECONNRESET):
-            dill.ws_attach_server(h, 0, soon())
+            attach_server(h, 0, soon())
         assert_closed(h)
 
 
 @pytest.mark.parametrize("flags", [4, -1, 255])
-def test_attach_server_einval_closes_the_socket(flags: int) -> None:
+def test_attach_server_einval_closes_the_socket(
+    attach_server: Callable[..., Any], flags: int
+) -> None:
     a, b = dill.ipc_pair()
     with raises_errno(errno.EINVAL):
-        dill.ws_attach_server(a, flags)
+        attach_server(a, flags)
     assert_closed(a)
     dill.hclose(b)
 
 
-def test_attach_server_emsgsize_for_a_long_head_or_too_many_fields() -> None:
+def test_attach_server_emsgsize_for_a_long_head_or_too_many_fields(
+    attach_server: Callable[..., Any],
+) -> None:
     long = b"GET /" + b"a" * MAX_HEAD + b" HTTP/1.1\r\n\r\n"
     many = GOOD_REQUEST.replace(b"\r\n\r\n", b"\r\n" + b"X-A: b\r\n" * 100 + b"\r\n")
     for request in (long, many):
-        result, _ = server_attach_with(request, soon(), end=False)
+        result, _ = server_attach_with(attach_server, request, soon(), end=False)
         assert isinstance(result, OSError)
         assert result.errno == errno.EMSGSIZE
 
@@ -1045,25 +1119,27 @@ def test_attach_server_emsgsize_for_a_long_head_or_too_many_fields() -> None:
     ("old", "new"),
     [(b"GET", b"PUT"), (b"Version: 13", b"Version: 12"), (b"Upgrade: websocket\r\n", b"")],
 )
-def test_attach_server_eproto_answers_400_and_closes(old: bytes, new: bytes) -> None:
-    result, answer = server_attach_with(GOOD_REQUEST.replace(old, new), soon())
+def test_attach_server_eproto_answers_400_and_closes(
+    attach_server: Callable[..., Any], old: bytes, new: bytes
+) -> None:
+    result, answer = server_attach_with(attach_server, GOOD_REQUEST.replace(old, new), soon())
     assert isinstance(result, OSError)
     assert result.errno == errno.EPROTO
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert answer.endswith(b"\r\n\r\n")
 
 
-def test_attach_server_etimedout_and_epipe() -> None:
-    result, _ = server_attach_with(GOOD_REQUEST[:-2], dill.now() + 50, end=False)
+def test_attach_server_etimedout_and_epipe(attach_server: Callable[..., Any]) -> None:
+    result, _ = server_attach_with(attach_server, GOOD_REQUEST[:-2], dill.now() + 50, end=False)
     assert isinstance(result, OSError)
     assert result.errno == errno.ETIMEDOUT
-    result, _ = server_attach_with(GOOD_REQUEST[:-2], soon())
+    result, _ = server_attach_with(attach_server, GOOD_REQUEST[:-2], soon())
     assert isinstance(result, OSError)
     assert result.errno == errno.EPIPE
 
 
 def test_attach_server_answers_101_with_the_right_key() -> None:
-    result, answer = server_attach_with(GOOD_REQUEST, soon())
+    result, answer = server_attach_with(dill.ws_attach_server, GOOD_REQUEST, soon())
     assert result[1:] == ("/chat", "server.example.com")
     assert answer == GOOD_RESPONSE
 
@@ -1071,7 +1147,7 @@ def test_attach_server_answers_101_with_the_right_key() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from([b"", b"\r\n\r\n", GOOD_REQUEST]))
 def test_fuzz_the_server_upgrade_takes_any_bytes(data: bytes, tail: bytes) -> None:
-    result, _ = server_attach_with(data + tail, soon())
+    result, _ = server_attach_with(dill.ws_attach_server, data + tail, soon())
     if isinstance(result, OSError):
         assert result.errno in (errno.EPROTO, errno.EMSGSIZE, errno.EPIPE)
 
@@ -1089,10 +1165,24 @@ def clogged_server() -> Iterator[tuple[int, socket.socket]]:
 
 BIG = bytes(8 << 20)
 
+# ws_send, and ws_sendl of the same bytes in two buffers: the same rules.
+send_variants = pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda s, data, *deadline: dill.ws_send(s, 0, data, *deadline), id="ws_send"),
+        pytest.param(
+            lambda s, data, *deadline: dill.ws_sendl(s, 0, [data[:1], data[1:]], *deadline),
+            id="ws_sendl",
+        ),
+    ],
+)
+
 
 def test_send_ebadf_enotsup_einval() -> None:
     with raises_errno(errno.EBADF):
         dill.ws_send(12345, 0, b"x")
+    with raises_errno(errno.EBADF):
+        dill.ws_sendl(12345, 0, [b"x"])
     a, b = dill.ipc_pair()
     with raises_errno(errno.ENOTSUP):
         dill.ws_send(a, 0, b"x")
@@ -1114,18 +1204,21 @@ def test_send_ebadf_enotsup_einval() -> None:
     close_all(s, a)
 
 
-def test_send_ebusy_ecanceled_then_econnreset() -> None:
+@send_variants
+def test_send_ebusy_ecanceled_then_econnreset(send: Callable[..., None]) -> None:
     with clogged_server() as (s, _):
-        h, out = spawn(dill.ws_send, s, 0, BIG)
+        h, out = spawn(send, s, BIG)
         dill.yield_()
         with raises_errno(errno.EBUSY):
-            dill.ws_send(s, 0, b"second sender")
+            send(s, b"second sender")
         with raises_errno(errno.EBUSY):
             dill.ws_done(s, 1000, None)
         with raises_errno(errno.EBUSY):
             dill.ws_detach(s, 1000, None)
         dill.hclose(h)
         assert isinstance(out[0], dill.Canceled)
+        with raises_errno(errno.ECONNRESET):
+            send(s, b"after a failed send")
         with raises_errno(errno.ECONNRESET):
             dill.msend(s, b"after a failed send")
         with raises_errno(errno.ECONNRESET):
@@ -1135,28 +1228,30 @@ def test_send_ebusy_ecanceled_then_econnreset() -> None:
         assert_closed(s)
 
 
-def test_send_epipe_after_done_and_etimedout_when_clogged() -> None:
+@send_variants
+def test_send_epipe_after_done_and_etimedout_when_clogged(send: Callable[..., None]) -> None:
     with clogged_server() as (s, _):
         dill.ws_done(s, 1000, None)
         with raises_errno(errno.EPIPE):
-            dill.ws_send(s, 0, b"x")
+            send(s, b"xy")
         with raises_errno(errno.EPIPE):
             dill.msendl(s, [b"x"])
         dill.hclose(s)
     with clogged_server() as (s, _):
         with raises_errno(errno.ETIMEDOUT):
-            dill.ws_send(s, 0, BIG, dill.now() + 20)
+            send(s, BIG, dill.now() + 20)
         with raises_errno(errno.ECONNRESET):
-            dill.ws_send(s, 0, b"x")
+            send(s, b"xy")
         dill.hclose(s)
 
 
-def test_send_econnreset_when_the_peer_is_gone() -> None:
+@send_variants
+def test_send_econnreset_when_the_peer_is_gone(send: Callable[..., None]) -> None:
     a, b = dill.ipc_pair()
     c = dill.ws_attach_client(a, NOHTTP, None, None)
     dill.hclose(b)
     with raises_errno(errno.ECONNRESET):
-        dill.ws_send(c, 0, b"to nobody")
+        send(c, b"to nobody")
     with raises_errno(errno.ECONNRESET):
         dill.msend(c, b"again")
     dill.hclose(c)
@@ -1165,9 +1260,31 @@ def test_send_econnreset_when_the_peer_is_gone() -> None:
 # ws_recv, ws_recvl, mrecv -------------------------------------------------------------
 
 
+def ws_recvl_bytes(s: int, maxlen: int, deadline: int = -1) -> bytes:
+    """ws_recvl into one buffer of maxlen bytes; the message's bytes."""
+    buffer = bytearray(maxlen)
+    size, _ = dill.ws_recvl(s, [buffer], deadline)
+    return bytes(buffer[:size])
+
+
+# The three ways to receive a message, each as (s, maxlen, deadline) -> bytes.
+recv_variants = pytest.mark.parametrize(
+    "receive",
+    [
+        pytest.param(
+            lambda s, maxlen, *deadline: dill.ws_recv(s, maxlen, *deadline)[0], id="ws_recv"
+        ),
+        pytest.param(ws_recvl_bytes, id="ws_recvl"),
+        pytest.param(dill.mrecv, id="mrecv"),
+    ],
+)
+
+
 def test_recv_ebadf_enotsup_einval() -> None:
     with raises_errno(errno.EBADF):
         dill.ws_recv(12345, 10)
+    with raises_errno(errno.EBADF):
+        dill.ws_recvl(12345, [bytearray(10)])
     a, b = dill.ipc_pair()
     with raises_errno(errno.ENOTSUP):
         dill.ws_recv(a, 10)
@@ -1187,17 +1304,22 @@ def test_recv_ebadf_enotsup_einval() -> None:
     close_all(s, a)
 
 
-def test_recv_ebusy_ecanceled_then_econnreset(kind: str) -> None:
+@recv_variants
+def test_recv_ebusy_ecanceled_then_econnreset(kind: str, receive: Callable[..., bytes]) -> None:
     c, s = ws_pair(kind)
     try:
-        h, out = spawn(dill.ws_recv, s, 10)
+        h, out = spawn(receive, s, 10)
         dill.yield_()
+        with raises_errno(errno.EBUSY):
+            receive(s, 10, soon())
         with raises_errno(errno.EBUSY):
             dill.mrecv(s, 10, soon())
         with raises_errno(errno.EBUSY):
             dill.ws_detach(s, 1000, None, soon())
         dill.hclose(h)
         assert isinstance(out[0], dill.Canceled)
+        with raises_errno(errno.ECONNRESET):
+            receive(s, 10, 0)
         with raises_errno(errno.ECONNRESET):
             dill.ws_recv(s, 10, 0)
         dill.msend(s, b"sending still works")
@@ -1206,14 +1328,17 @@ def test_recv_ebusy_ecanceled_then_econnreset(kind: str) -> None:
         close_all(c, s)
 
 
-def test_recv_etimedout_latches_receiving_not_sending(kind: str) -> None:
+@recv_variants
+def test_recv_etimedout_latches_receiving_not_sending(
+    kind: str, receive: Callable[..., bytes]
+) -> None:
     c, s = ws_pair(kind)
     try:
         with raises_errno(errno.ETIMEDOUT):
-            dill.mrecv(c, 10, dill.now() + 20)
+            receive(c, 10, dill.now() + 20)
         dill.msend(s, b"late")
         with raises_errno(errno.ECONNRESET):
-            dill.mrecv(c, 10, soon())
+            receive(c, 10, soon())
         dill.msend(c, b"still sends")
         assert dill.mrecv(s, 100, soon()) == b"still sends"
     finally:
@@ -1242,17 +1367,18 @@ def test_deadline_zero_succeeds_when_the_message_is_there(kind: str) -> None:
         ({"max_message": 150_000}, 1 << 20, 150_001),
     ],
 )
+@recv_variants
 def test_recv_emsgsize_latches_the_receiving_side(
-    limits: dict[str, int], maxlen: int, size: int
+    receive: Callable[..., bytes], limits: dict[str, int], maxlen: int, size: int
 ) -> None:
     a, b = dill.ipc_pair()
     c = dill.ws_attach_client(a, NOHTTP, None, None)
     s, _, _ = dill.ws_attach_server(b, NOHTTP, **limits)
     sender, _ = spawn(dill.msend, c, bytes(size), soon())
     with raises_errno(errno.EMSGSIZE):
-        dill.ws_recv(s, maxlen, soon())
+        receive(s, maxlen, soon())
     with raises_errno(errno.ECONNRESET):
-        dill.ws_recv(s, maxlen, soon())
+        receive(s, maxlen, soon())
     finish(sender)
     dill.msend(s, b"sending still works")
     assert dill.mrecv(c, 100, soon()) == b"sending still works"
