@@ -47,6 +47,7 @@ from hypothesis import strategies as st
 
 import greendill as dill
 from greendill._tls import RECORD_HEADER, record_size
+from greendill.testing import check_bsock
 
 # Hypothesis runs examples in one function-scoped fixture's life: fine here,
 # where the fixtures are certificates and the kind of stream.
@@ -1263,3 +1264,17 @@ def test_websocket_over_tls_over_tcp_and_apart_in_order(pki: PKI) -> None:
     dill.bsend(server_tcp, b"plain TCP")
     assert dill.brecv(client_tcp, 9, soon()) == b"plain TCP"
     close_all(client_tcp, server_tcp)
+
+
+# The conformance kit. ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("below", ["ipc", "tcp"])
+def test_tls_keeps_the_byte_stream_contract(pki: PKI, below: str) -> None:
+    # TLS latches per direction (a failed receive breaks receiving, a failed
+    # send sending), as the transports do; tls_done is its half-close.
+    check_bsock(
+        lambda: attach_pair(pki, *byte_stream_pair(below)),
+        done=dill.tls_done,
+        detach=dill.tls_detach,
+    )

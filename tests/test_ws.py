@@ -68,6 +68,7 @@ from greendill._ws_codec import (
     split_head,
     xor_mask,
 )
+from greendill.testing import check_msock
 
 REPO = Path(__file__).resolve().parent.parent
 MASK = b"\x37\xfa\x21\x3d"
@@ -1864,3 +1865,16 @@ def test_the_echo_example_runs() -> None:
         assert f"server: the client closed with 1000 '{name} is done'" in result.stdout
         assert f"{name}: the server answered the close with 1000 '{name} is done'" in result.stdout
     assert result.stdout.endswith("all clients done\n")
+
+
+# The conformance kit. ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [0, NOHTTP], ids=["http", "nohttp"])
+def test_ws_keeps_the_message_contract(flags: int) -> None:
+    # ws_done and ws_detach send a close frame with a status: 1000, no reason.
+    check_msock(
+        lambda: ws_pair("ipc", flags),
+        done=lambda s, deadline: dill.ws_done(s, 1000, b"", deadline),
+        detach=lambda s: dill.ws_detach(s, 1000, b"", dill.now() + 5000),
+    )
