@@ -248,8 +248,11 @@ def test_families_alternate_and_attempts_are_spaced(monkeypatch: pytest.MonkeyPa
         "127.0.0.5",
     ]
     times = [ms for _, ms in attempts]
-    # The clock counts whole ms: a pause of 100 ms may read as 99.
-    assert all(b - a >= 99 for a, b in zip(times, times[1:])), times
+    # The pause is counted from the top of the coordinator's loop, as libdill
+    # counts it, and an attempt notes its time a moment after that: a loaded
+    # machine can stretch that moment by a few ms for one attempt and not for
+    # the next (seen: [0, 100, 203, 301, 401]), and the clock counts whole ms.
+    assert all(b - a >= 95 for a, b in zip(times, times[1:])), times
     # Every attempt was still running when the deadline came: all canceled.
     assert sorted(where for what, where, _ in rec.events if what == "canceled") == sorted(
         where for where, _ in attempts
