@@ -284,9 +284,13 @@ def ipc_connect(path: Path, deadline: int = -1) -> int:
         EACCES: the path does not allow it.
         ECANCELED: the calling coroutine was canceled.
         ECONNREFUSED: nothing listens at the path (a file with no listener).
-        ECONNRESET: the peer reset the connection while it was being made
-            (Linux's AF_UNIX connect does not produce it: a listener that goes
-            away gives ECONNREFUSED).
+        ECONNRESET: never raised on Linux: its connect() on a UNIX stream
+            socket has no reset (net/unix/af_unix.c, unix_stream_connect: a
+            listener that is gone, or goes while ipc_connect waits for room, is
+            ECONNREFUSED, and a pending connection whose listener closes is
+            reset after ipc_connect returned, on the connection). libdill's
+            page lists it; libdill's ipc_connect cannot produce it on Linux
+            either.
         EINVAL: path is None.
         ELOOP: too many symbolic links in the path.
         EMFILE: the process has no file descriptor left.
@@ -309,9 +313,10 @@ def ipc_connect_mem(path: Path, mem: ipc_storage, deadline: int = -1) -> int:
         deadline: a point in time in ms (see now()); -1 for never.
     Returns: the handle of the new connection.
     Errors:
-        EACCES, ECANCELED, ECONNREFUSED, ECONNRESET, ELOOP, EMFILE,
-        ENAMETOOLONG, ENFILE, ENOENT, ENOTDIR, ETIMEDOUT: as ipc_connect.
+        EACCES, ECANCELED, ECONNREFUSED, ELOOP, EMFILE, ENAMETOOLONG, ENFILE,
+        ENOENT, ENOTDIR, ETIMEDOUT: as ipc_connect.
         EBUSY: mem holds a connection that is still open.
+        ECONNRESET: never raised on Linux, as ipc_connect.
         EINVAL: mem or path is None.
         ENOMEM: never raised.
     """

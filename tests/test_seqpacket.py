@@ -469,6 +469,53 @@ def test_sendmsg_recvmsg_errnos_on_handles() -> None:
     close_all(a, b, a2, b2, b3)
 
 
+def stuffed_connection() -> tuple[int, socket.socket]:
+    """A message connection whose peer's queue is full, and the stdlib peer.
+
+    The queue is filled through the plain socket before greendill adopts it,
+    so no greendill call failed (nothing latched).
+    """
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    mine.setblocking(False)
+    with suppress(BlockingIOError):
+        while True:
+            mine.send(b"x" * 1000)
+    return dill.ipc_seqpacket_fromfd(mine), theirs
+
+
+def test_sendmsg_waiting_for_room_ebusy_canceled_and_recvmsg_ebadf() -> None:
+    a, theirs = stuffed_connection()
+    try:
+        h, out = spawn(dill.ipc_seqpacket_sendmsg, a, dill.mm_ipc_msg([b"waits"]), -1)
+        assert out == [], "the send did not wait for room"
+        with raises_errno(errno.EBUSY):  # another coroutine is sending
+            dill.ipc_seqpacket_sendmsg(a, dill.mm_ipc_msg([b"second"]), 0)
+        dill.hclose(h)
+        assert_canceled(out[0])
+        with raises_errno(errno.ECONNRESET):  # the canceled send broke sending
+            dill.ipc_seqpacket_sendmsg(a, dill.mm_ipc_msg([b"x"]), 0)
+        # Neither failed send queued anything: only the stdlib's messages are there.
+        theirs.setblocking(False)
+        got = []
+        with suppress(BlockingIOError):
+            while True:
+                got.append(theirs.recv(2000))
+        assert got and set(got) == {b"x" * 1000}
+    finally:
+        dill.hclose(a)
+        theirs.close()
+    # EBADF: a receive woken by the close of its handle, then on the closed handle.
+    a, b = dill.ipc_seqpacket_pair()
+    h, out = spawn(dill.ipc_seqpacket_recvmsg, b, dill.mm_ipc_msg([bytearray(1)]), -1)
+    assert out == []
+    dill.hclose(b)
+    finish(h)
+    assert isinstance(out[0], OSError) and out[0].errno == errno.EBADF, out
+    with raises_errno(errno.EBADF):
+        dill.ipc_seqpacket_recvmsg(b, dill.mm_ipc_msg([bytearray(1)]), 0)
+    dill.hclose(a)
+
+
 # The accept fix in _stream.Watched (listeners of every kind) ---------------------------
 
 
@@ -866,24 +913,35 @@ def test_listener_fromfd_einval_leaves_the_fd_open(tmp_path: Path, kind: str) ->
             sock.close()
 
 
-def test_listener_fromfd_ebadf_emfile_canceled_typeerror(tmp_path: Path) -> None:
+def listener_fromfd_mem(fd: Any) -> int:
+    return dill.ipc_seqpacket_listener_fromfd_mem(fd, dill.ipc_seqpacket_listener_storage())
+
+
+@pytest.mark.parametrize(
+    "listener_fromfd",
+    [dill.ipc_seqpacket_listener_fromfd, listener_fromfd_mem],
+    ids=["plain", "mem"],
+)
+def test_listener_fromfd_ebadf_emfile_canceled_typeerror(
+    tmp_path: Path, listener_fromfd: Callable[[Any], int]
+) -> None:
     r, w = os.pipe()
     close_fd(r)
     close_fd(w)
     with raises_errno(errno.EBADF):
-        dill.ipc_seqpacket_listener_fromfd(r)
+        listener_fromfd(r)
     std = stdlib_listener(str(tmp_path / "s"))
     try:
         with no_fd_left(), raises_errno(errno.EMFILE):
-            dill.ipc_seqpacket_listener_fromfd(std)
-        assert_canceled(in_canceled_coroutine(lambda: dill.ipc_seqpacket_listener_fromfd(std)))
+            listener_fromfd(std)
+        assert_canceled(in_canceled_coroutine(lambda: listener_fromfd(std)))
         with pytest.raises(TypeError):
-            dill.ipc_seqpacket_listener_fromfd(str(std.fileno()))  # type: ignore[arg-type]
+            listener_fromfd(str(std.fileno()))
         assert std.fileno() != -1  # every failure left it
     finally:
         std.close()
     with raises_errno(errno.EBADF):
-        dill.ipc_seqpacket_listener_fromfd(std)  # a closed socket object
+        listener_fromfd(std)  # a closed socket object
 
 
 def test_listener_fromfd_mem_reuse_ebusy_einval(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ close, the _mem variants, tcp_fromfd / tcp_listener_fromfd, and real peers:
 sockets of the standard library (in threads) and socat in a subprocess.
 
 Everything talks to 127.0.0.1 or ::1 only. The unreachable errnos are made
-in a subprocess in a network namespace of its own (`unshare --net`), whose
-only interface is lo: there is no route out, so nothing can leave.
+in a network namespace of its own whose only interface is lo, so nothing can
+leave: a child process (`unshare --net`) makes and holds it, and an OS thread
+of the test process enters it (a network namespace belongs to a thread) and
+calls tcp_connect there, so the calls are this process's own.
 
 Skipped, with the reason: ENFILE (the system-wide file table cannot be
 exhausted safely), ENOMEM (Python raises MemoryError; it cannot be provoked
@@ -25,6 +27,7 @@ listener's socket object instead.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -60,6 +63,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import greendill as dill
+from greendill.testing import run_in_os_thread
 
 MiB = 1 << 20
 # A bound for waits that must end long before it (never asserted as an upper
@@ -745,7 +749,8 @@ def test_connect_in_a_canceled_coroutine_fails_first() -> None:
         dill.hclose(ls)
 
 
-def test_connect_econnreset_when_the_listener_closes_before_it_finishes() -> None:
+@pytest.mark.parametrize("mem", [False, True], ids=["plain", "mem"])
+def test_connect_econnreset_when_the_listener_closes_before_it_finishes(mem: bool) -> None:
     # The handshake is over (the connection waits in the listener's queue)
     # but tcp_connect has not seen it yet when the listener goes: the queued
     # connection is reset, and that is what tcp_connect reports. (With a
@@ -757,7 +762,10 @@ def test_connect_econnreset_when_the_listener_closes_before_it_finishes() -> Non
     srv.listen(1)
     try:
         addr = dill.ipaddr_remote("127.0.0.1", srv.getsockname()[1])
-        h, out = spawn(dill.tcp_connect, addr, dill.now() + SAFETY_MS)
+        if mem:
+            h, out = spawn(dill.tcp_connect_mem, addr, dill.tcp_storage(), dill.now() + SAFETY_MS)
+        else:
+            h, out = spawn(dill.tcp_connect, addr, dill.now() + SAFETY_MS)
         assert out == [], "tcp_connect did not wait for the handshake"
         readable, _, _ = select.select([srv], [], [], SAFETY_MS / 1000)
         assert readable, "the connection never reached the listener's queue"
@@ -772,38 +780,79 @@ def test_connect_econnreset_when_the_listener_closes_before_it_finishes() -> Non
 
 # ENETUNREACH / EHOSTUNREACH: in a network namespace with nothing but lo ----------
 
-_UNREACHABLE_CHILD = """
-import errno, socket, subprocess, sys
-import greendill as dill
-# Safety first: connect only in a namespace whose one interface is lo.
+# The process that holds the namespace: it sets it up, says "ready", and
+# keeps it until its stdin is closed. It runs nothing in a namespace that has
+# an interface other than lo.
+_NAMESPACE_HOLDER = """
+import socket, subprocess, sys
 names = [name for _, name in socket.if_nameindex()]
 if names != ["lo"]:
-    print("NOT-ISOLATED", names)
+    print("NOT-ISOLATED", names, flush=True)
     sys.exit(3)
-for command in sys.argv[2:]:
+for command in sys.argv[1:]:
     subprocess.run(command.split(), check=True)
-addr = dill.ipaddr_remote(sys.argv[1], 9)
-for connect in (
-    lambda: dill.tcp_connect(addr, dill.now() + 5000),
-    lambda: dill.tcp_connect_mem(addr, dill.tcp_storage(), dill.now() + 5000),
-):
-    try:
-        dill.hclose(connect())
-    except OSError as exc:
-        print(errno.errorcode.get(exc.errno, exc.errno))
-    else:
-        print("connected")
+print("ready", flush=True)
+sys.stdin.read()
 """
+
+# setns(2)'s flag for a network namespace (os.CLONE_NEWNET from Python 3.12).
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """Move the calling OS thread (only it) into the network namespace fd refers to."""
+    setns = getattr(os, "setns", None)
+    if setns is not None:
+        setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _connect_in_namespace(namespace: str, address: str) -> list[str]:
+    """In an OS thread of its own: enter namespace, then tcp_connect and tcp_connect_mem.
+
+    A network namespace belongs to a thread, so the test's own thread, its
+    loopback and its sockets are untouched; the calls are greendill's, in
+    this process, as a user makes them.
+    """
+    fd = os.open(namespace, os.O_RDONLY)
+    try:
+        _setns(fd)
+    except OSError as exc:
+        pytest.skip(f"cannot enter a network namespace (setns): {exc}")
+    finally:
+        close_fd(fd)
+    # Safety first: connect only where the one interface is lo.
+    names = [name for _, name in socket.if_nameindex()]
+    assert names == ["lo"], f"the namespace is not isolated: {names}"
+    addr = dill.ipaddr_remote(address, 9)
+    results = []
+    for connect in (
+        lambda: dill.tcp_connect(addr, dill.now() + 5000),
+        lambda: dill.tcp_connect_mem(addr, dill.tcp_storage(), dill.now() + 5000),
+    ):
+        try:
+            dill.hclose(connect())
+        except OSError as exc:
+            results.append(errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+        else:
+            results.append("connected")
+    return results
 
 
 @pytest.fixture
-def isolated_netns() -> Callable[..., list[str]]:
-    """Run tcp_connect in a subprocess in a network namespace of its own.
+def isolated_netns() -> Iterator[Callable[..., list[str]]]:
+    """Run tcp_connect in a network namespace of its own, in an OS thread of this process.
 
-    Returns a function (address, *ip commands) -> the errno names the child
-    printed for tcp_connect and tcp_connect_mem. The namespace's only
-    interface is lo (the child checks before connecting): no packet can
-    leave the machine. Skips if unshare is missing or not permitted.
+    Returns a function (address, *ip commands) -> the errno names of
+    tcp_connect and tcp_connect_mem to address's port 9. A child process
+    (`unshare --net`) makes the namespace, runs the commands in it and holds
+    it; a new OS thread of the test process enters it (setns) and connects
+    there, after checking that lo is its only interface: no packet can leave
+    the machine. Skips if unshare is missing or not permitted.
     """
     unshare = shutil.which("unshare")
     if unshare is None:
@@ -816,23 +865,29 @@ def isolated_netns() -> Callable[..., list[str]]:
     )
     if probe.returncode != 0:
         pytest.skip(f"unshare --net failed: {probe.stderr.decode(errors='replace').strip()}")
-    env = dict(os.environ)
-    root = str(Path(dill.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    holders: list[subprocess.Popen[bytes]] = []
 
     def run(address: str, *commands: str) -> list[str]:
-        proc = subprocess.run(
-            [unshare, "--net", sys.executable, "-c", _UNREACHABLE_CHILD, address, *commands],
-            capture_output=True,
-            timeout=60,
-            env=env,
-            check=False,
+        holder = subprocess.Popen(
+            [unshare, "--net", sys.executable, "-c", _NAMESPACE_HOLDER, *commands],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-        stdout = proc.stdout.decode()
-        assert proc.returncode == 0, (stdout, proc.stderr.decode(errors="replace"))
-        return stdout.split()
+        holders.append(holder)
+        assert holder.stdout is not None
+        said = holder.stdout.readline()
+        if said != b"ready\n":  # not isolated, or a command failed
+            assert holder.stderr is not None
+            pytest.fail(f"{said!r}: {holder.stderr.read().decode(errors='replace').strip()}")
+        # unshare execs the holder: its pid is the namespace's process.
+        return run_in_os_thread(_connect_in_namespace, f"/proc/{holder.pid}/ns/net", address)
 
-    return run
+    try:
+        yield run
+    finally:
+        for holder in holders:
+            holder.communicate(timeout=30)  # closes stdin: the holder ends
 
 
 def _need_ip() -> str:
@@ -1942,7 +1997,8 @@ def test_fromfd_ebadf_and_type_error() -> None:
         dill.tcp_fromfd("3")  # type: ignore[arg-type]
 
 
-def test_fromfd_emfile() -> None:
+@pytest.mark.parametrize("mem", [False, True], ids=["plain", "mem"])
+def test_fromfd_emfile(mem: bool) -> None:
     mine, theirs = stdlib_pair()
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.bind(("127.0.0.1", 0))
@@ -1950,9 +2006,15 @@ def test_fromfd_emfile() -> None:
     try:
         with no_fd_left():
             with raises_errno(errno.EMFILE):
-                dill.tcp_fromfd(mine.fileno())
+                if mem:
+                    dill.tcp_fromfd_mem(mine.fileno(), dill.tcp_storage())
+                else:
+                    dill.tcp_fromfd(mine.fileno())
             with raises_errno(errno.EMFILE):
-                dill.tcp_listener_fromfd(srv.fileno())
+                if mem:
+                    dill.tcp_listener_fromfd_mem(srv.fileno(), dill.tcp_listener_storage())
+                else:
+                    dill.tcp_listener_fromfd(srv.fileno())
         assert fd_is_open(mine.fileno())
         assert fd_is_open(srv.fileno())
     finally:
