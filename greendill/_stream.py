@@ -474,8 +474,8 @@ class StreamSocket(Watched, bsock_vfs):
     def brecv_into(self, buffer: Any, deadline: int) -> None:
         if self.rbusy or self.indone or self.inerr or self.pending:
             self._begin_recv("brecv")
-        # recv_into takes a bytearray as it is: a view is made only for what
-        # a first receive leaves to fill (3-4% of a 64 KiB bulk transfer).
+        # recv_into takes a bytearray as it is: a view is made and released
+        # only for what a first receive leaves to fill, not on every call.
         view: Any = buffer if buffer.__class__ is bytearray else _writable(buffer, "brecv")
         if self.pending:
             view = _writable(view, "brecv")
