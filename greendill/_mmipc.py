@@ -41,7 +41,7 @@ nothing):
   call uses MSG_DONTWAIT), so blocking code may be handed them unchanged.
 - The end of a connection: mm_ipc_recvmsg raises EPIPE (mmlib fails with
   error number 0). An empty datagram is returned as size 0; how greendill
-  tells the two apart, and the one case where it cannot, is in _seqpacket.py
+  tells the two apart, and the one case where it cannot, is in _datagrams.py
   (an empty datagram sent just before the peer closed may read as the end).
 - Sending once the peer has closed is EPIPE, also where the kernel says
   ECONNRESET (the peer closed with datagrams of ours unread).
@@ -63,10 +63,7 @@ from typing import Any, Optional, Union
 
 from greenlet import getcurrent
 
-from ._errors import error
-from ._handles import lookup
-from ._scheduler import cannot_block, check_can_block, context, thread_local
-from ._seqpacket import (
+from ._datagrams import (
     FLAGS_MASK,
     MSG_CTRUNC,
     MSG_TRUNC,
@@ -79,12 +76,15 @@ from ._seqpacket import (
     endpoints,
     fd_space,
     fd_spaces,
-    ipc_seqpacket_type,
     pause,
     rights,
     take_fds,
     writable_error,
 )
+from ._errors import error
+from ._handles import lookup
+from ._scheduler import cannot_block, check_can_block, context, thread_local
+from ._seqpacket import ipc_seqpacket_type
 from ._stream import Watched, accept_fd, close_fd, syscall_error
 from ._time import now
 
