@@ -1,13 +1,13 @@
 """IPC message sockets: ipc_seqpacket_*, UNIX SOCK_SEQPACKET connections as message-socket handles.
 
-A connection as a greendill message socket (msock_type):
-msend/mrecv/msendl/mrecvl with deadlines, so that coroutines and message
-protocols compose with it. The family matches libdill's ipc_* one call for
-call: listen/accept/connect/pair/fromfd/listener_fromfd, each with its _mem
-variant and storages (ipc_seqpacket_storage() is the connection object
-itself, reusable once closed), done and the orderly close.
-ipc_seqpacket_fromfd makes such a handle of any connected SEQPACKET fd, an
-mm_ipc_* fd included.
+A SEQPACKET connection keeps message boundaries, so it is a greendill message
+socket (msock_type): msend/mrecv/msendl/mrecvl with deadlines, so that
+coroutines and message protocols compose with it. The family matches
+libdill's ipc_* one call for call: listen/accept/connect/pair/fromfd/
+listener_fromfd, each with its _mem variant and storages
+(ipc_seqpacket_storage() is the connection object itself, reusable once
+closed), done and the orderly close. ipc_seqpacket_fromfd makes such a handle
+of any connected SEQPACKET fd, an mm_ipc_* fd included.
 
 What these handles share with mmlib's IPC API (_mmipc.py), and the rules of
 both (MSG_DONTWAIT, the end of a connection, the kernel's one-time
