@@ -187,18 +187,18 @@ class prefix_storage(FramingLayer):
                 self.rbusy = False
 
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
-        return self.mrecvl((buffer,), deadline)
+        return self.mrecvl((buffer,), deadline, "mrecv_into")
 
-    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
-        self.begin_recv("mrecvl")
-        items = recv_items(buffers, "mrecvl")
+    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int, function: str = "mrecvl") -> int:
+        self.begin_recv(function)
+        items = recv_items(buffers, function)
         # An empty list drops one message, whatever its size.
         room = sum(i if isinstance(i, int) else i.nbytes for i in items) if items else -1
         self.rbusy = True
         generation = self.generation
         mark = self.reader.taken
         try:
-            size = self._recv_size(room, deadline, "mrecvl")
+            size = self._recv_size(room, deadline, function)
             if size <= CHUNK:
                 self.reader.fill(size, deadline)
             self.reader.scatter(items, size, deadline)

@@ -161,11 +161,11 @@ class suffix_storage(FramingLayer):
                 self.rbusy = False
 
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
-        return self.mrecvl((buffer,), deadline)
+        return self.mrecvl((buffer,), deadline, "mrecv_into")
 
-    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
-        self.begin_recv("mrecvl")
-        items = recv_items(buffers, "mrecvl")
+    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int, function: str = "mrecvl") -> int:
+        self.begin_recv(function)
+        items = recv_items(buffers, function)
         self.rbusy = True
         generation = self.generation
         mark = self.reader.taken
@@ -173,7 +173,7 @@ class suffix_storage(FramingLayer):
             if not items:
                 return self._drop(deadline)
             room = sum(i if isinstance(i, int) else i.nbytes for i in items)
-            size = self._find_end(room, deadline, "mrecvl")
+            size = self._find_end(room, deadline, function)
             self.reader.scatter(items, size, deadline)
             self.reader.skip(len(self.suffix))
             return size

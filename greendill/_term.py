@@ -128,23 +128,23 @@ class term_storage(msock_vfs):
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
         view = memoryview(buffer)
         if view.nbytes < len(self.terminal) or self.indone:
-            return self.mrecvl((buffer,), deadline)
+            return self.mrecvl((buffer,), deadline, "mrecv_into")
         size = int(self.lower.mrecv_into(buffer, deadline))
         if is_terminal(view.cast("B"), size, self.terminal):
             self.indone = True
             raise error(errno.EPIPE, "mrecv_into")
         return size
 
-    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
+    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int, function: str = "mrecvl") -> int:
         if self.indone:
-            raise error(errno.EPIPE, "mrecvl")
-        items = recv_items(buffers, "mrecvl")
+            raise error(errno.EPIPE, function)
+        items = recv_items(buffers, function)
         terminal = self.terminal
         if not terminal:
             size = int(self.lower.mrecvl(items, deadline))
             if size == 0:
                 self.indone = True
-                raise error(errno.EPIPE, "mrecvl")
+                raise error(errno.EPIPE, function)
             return size
         # The first len(terminal) bytes come into a buffer of ours, so that
         # the caller's buffers get only real messages. No buffers: drop a
@@ -155,9 +155,9 @@ class term_storage(msock_vfs):
         size = int(self.lower.mrecvl([head, *rest], deadline))
         if is_terminal(head, size, terminal):
             self.indone = True
-            raise error(errno.EPIPE, "mrecvl")
+            raise error(errno.EPIPE, function)
         if size > room:
-            raise error(errno.EMSGSIZE, "mrecvl")
+            raise error(errno.EMSGSIZE, function)
         _copy_into(items, memoryview(head)[: min(size, len(head))])
         return size
 

@@ -299,12 +299,12 @@ class ws_storage(msock_vfs):
         return data
 
     def mrecv_into(self, buffer: Any, deadline: int) -> int:
-        return self.mrecvl((buffer,), deadline)
+        return self.mrecvl((buffer,), deadline, "mrecv_into")
 
-    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int) -> int:
-        size, opcode = self.recvl(buffers, deadline, "mrecvl")
+    def mrecvl(self, buffers: Sequence[RecvItem], deadline: int, function: str = "mrecvl") -> int:
+        size, opcode = self.recvl(buffers, deadline, function)
         if opcode != self.opcode:
-            raise error(errno.EPROTO, "mrecvl")
+            raise error(errno.EPROTO, function)
         return size
 
     def recv(self, maxlen: int, deadline: int, function: str) -> tuple[bytes, int]:

@@ -496,6 +496,26 @@ MESSAGE_SEND: dict[str, Callable[[int, int], Any]] = {
 }
 
 
+@pytest.mark.parametrize(
+    "attach",
+    [lambda s: dill.prefix_attach(s, 4), lambda s: dill.suffix_attach(s, b"\n")],
+    ids=["prefix", "suffix"],
+)
+@pytest.mark.parametrize("name", sorted(MESSAGE_RECEIVE))
+def test_a_layers_own_error_names_the_call_made(attach: Callable[[int], int], name: str) -> None:
+    # (A failure of the socket below passes through as it is, named by its call.)
+    a, b = dill.ipc_pair()
+    s, peer = attach(a), attach(b)
+    try:
+        dill.msend(peer, b"longer than ten bytes")
+        with raises_errno(errno.EMSGSIZE) as info:
+            MESSAGE_RECEIVE[name](s, dill.now() + 5000)
+        assert str(info.value.strerror).startswith(f"{name}: "), info.value
+    finally:
+        dill.hclose(s)
+        dill.hclose(peer)
+
+
 def assert_receiving_latched(s: int) -> None:
     for receive in MESSAGE_RECEIVE.values():
         with raises_errno(errno.ECONNRESET):
