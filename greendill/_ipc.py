@@ -72,6 +72,7 @@ __all__ = [
     "ipc_recvfd",
     "ipc_sendfd",
     "ipc_storage",
+    "listen_unix",
 ]
 
 Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -165,7 +166,7 @@ def ipc_listen(path: Path, backlog: int) -> int:
         ENOMEM: never raised (Python raises MemoryError).
         ENOTDIR: a component of the path is not a directory.
     """
-    return _listen(path, backlog, ipc_listener_storage(), "ipc_listen")
+    return listen_unix(path, backlog, socket.SOCK_STREAM, ipc_listener_storage(), "ipc_listen")
 
 
 def ipc_listen_mem(path: Path, backlog: int, mem: ipc_listener_storage) -> int:
@@ -183,12 +184,13 @@ def ipc_listen_mem(path: Path, backlog: int, mem: ipc_listener_storage) -> int:
         EINVAL: mem or path is None, or backlog is negative.
         ENOMEM: never raised.
     """
-    return _listen(
-        path, backlog, check_storage(mem, ipc_listener_storage, "ipc_listen_mem"), "ipc_listen_mem"
-    )
+    function = "ipc_listen_mem"
+    mem = check_storage(mem, ipc_listener_storage, function)
+    return listen_unix(path, backlog, socket.SOCK_STREAM, mem, function)
 
 
-def _listen(path: Any, backlog: int, mem: ipc_listener_storage, function: str) -> int:
+def listen_unix(path: Any, backlog: int, kind: int, mem: Watched, function: str) -> int:
+    """Listen on a UNIX socket of kind (SOCK_STREAM, SOCK_SEQPACKET) in mem: ipc_listen's work."""
     address = _address(path, function)
     if not isinstance(backlog, int):
         raise TypeError(f"{function}: backlog is an int, not {type(backlog).__name__}")
@@ -197,7 +199,7 @@ def _listen(path: Any, backlog: int, mem: ipc_listener_storage, function: str) -
     c = context()
     check_can_block(c, function)
     try:
-        sock = _socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket(socket.AF_UNIX, kind)
     except OSError as exc:
         raise syscall_error(exc, function) from None
     try:

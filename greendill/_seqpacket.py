@@ -55,14 +55,9 @@ from ._datagrams import (
 from ._errors import error
 from ._handles import check_storage, hclose, lookup, new_handle, release
 from ._iface import RecvItem, msock_type, msock_vfs
-from ._ipc import Path
+from ._ipc import Path, listen_unix
 from ._ipc import _address as ipc_address
-from ._scheduler import (
-    Context,
-    check_can_block,
-    context,
-    wake,
-)
+from ._scheduler import Context, check_can_block, context, wake
 from ._stream import FdOrSocket, SocketLike, Watched, accept_fd, close_fd, syscall_error
 from ._time import expired, now
 
@@ -442,7 +437,8 @@ def ipc_seqpacket_listen(path: Path, backlog: int) -> int:
         ENOMEM: never raised (Python raises MemoryError).
         Other errors of bind(2) (EACCES, ELOOP, ENOTDIR) come with their errno.
     """
-    return _listen(path, backlog, ipc_seqpacket_listener_storage(), "ipc_seqpacket_listen")
+    mem = ipc_seqpacket_listener_storage()
+    return listen_unix(path, backlog, socket.SOCK_SEQPACKET, mem, "ipc_seqpacket_listen")
 
 
 def ipc_seqpacket_listen_mem(path: Path, backlog: int, mem: ipc_seqpacket_listener_storage) -> int:
@@ -461,31 +457,8 @@ def ipc_seqpacket_listen_mem(path: Path, backlog: int, mem: ipc_seqpacket_listen
         ENOMEM: never raised.
     """
     function = "ipc_seqpacket_listen_mem"
-    return _listen(
-        path, backlog, check_storage(mem, ipc_seqpacket_listener_storage, function), function
-    )
-
-
-def _listen(path: Any, backlog: int, mem: ipc_seqpacket_listener_storage, function: str) -> int:
-    address = ipc_address(path, function)
-    if not isinstance(backlog, int):
-        raise TypeError(f"{function}: backlog is an int, not {type(backlog).__name__}")
-    if backlog < 0:
-        raise error(errno.EINVAL, function)
-    c = context()
-    check_can_block(c, function)
-    try:
-        sock = _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    except OSError as exc:
-        raise syscall_error(exc, function) from None
-    try:
-        sock.bind(address)
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise syscall_error(exc, function, address) from None
-    mem.adopt(c, sock)
-    return new_handle(c, mem)
+    mem = check_storage(mem, ipc_seqpacket_listener_storage, function)
+    return listen_unix(path, backlog, socket.SOCK_SEQPACKET, mem, function)
 
 
 def _listener(c: Context, ls: int, function: str) -> ipc_seqpacket_listener_storage:
