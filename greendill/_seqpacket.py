@@ -58,7 +58,7 @@ from ._iface import RecvItem, msock_type, msock_vfs
 from ._ipc import Path, listen_unix
 from ._ipc import _address as ipc_address
 from ._scheduler import Context, check_can_block, context, wake
-from ._stream import FdOrSocket, SocketLike, Watched, accept_fd, close_fd, syscall_error
+from ._stream import FdOrSocket, Watched, accept_fd, adopt_fd, close_fd, syscall_error
 from ._time import expired, now
 
 __all__ = [
@@ -739,50 +739,18 @@ def ipc_seqpacket_listener_fromfd_mem(fd: FdOrSocket, mem: ipc_seqpacket_listene
 
 
 def _from_fd(fd: FdOrSocket, mem: Watched, function: str) -> int:
-    # _stream.handle_from_fd's work for SEQPACKET sockets (adopt_fd takes
-    # stream sockets only). A listener storage takes a listening socket, a
-    # connection storage a connected one.
+    # _stream.handle_from_fd's work for SEQPACKET sockets. A listener storage
+    # takes a listening socket, a connection storage a connected one.
     c = context()
     check_can_block(c, function)
     listening = isinstance(mem, ipc_seqpacket_listener_storage)
-    owner: Optional[SocketLike] = None
-    if isinstance(fd, int):
-        number = fd
-    elif callable(getattr(fd, "fileno", None)) and callable(getattr(fd, "close", None)):
-        owner = fd
-        number = fd.fileno()
-    else:
-        raise TypeError(f"{function}: fd is an int or a socket object, not {type(fd).__name__}")
-    try:
-        copy = os.dup(number)
-    except OSError as exc:
-        raise syscall_error(exc, function) from None
-    try:
-        sock = _socket(fileno=copy)
-    except OSError as exc:
-        close_fd(copy)
-        if exc.errno == errno.ENOTSOCK:
-            raise error(errno.EINVAL, function) from None
-        raise syscall_error(exc, function) from None
-    try:
-        accepting = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        seqpacket = sock.family == socket.AF_UNIX and sock.type == socket.SOCK_SEQPACKET
-        if not seqpacket or accepting != listening:
-            raise error(errno.EINVAL, function)
-        if not listening:
-            try:
-                sock.getpeername()
-            except OSError:
-                raise error(errno.EINVAL, function) from None  # not connected
-    except BaseException:
-        sock.close()
-        raise
-    # The checks passed: the caller's fd goes (libdill's rule).
-    if owner is None:
+
+    def release(number: int) -> None:
         drop_endpoint(c, number)  # an mm_ipc_* fd: its waiters get EBADF
         close_fd(number)
-    else:
-        owner.close()
+
+    unix = (socket.AF_UNIX,)
+    sock = adopt_fd(fd, unix, listening, function, socket.SOCK_SEQPACKET, release)
     if listening:
         mem.adopt(c, sock)
     else:

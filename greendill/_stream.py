@@ -37,7 +37,7 @@ from _socket import socket as _socket
 from collections.abc import Sequence
 from contextlib import suppress
 from time import monotonic_ns
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Protocol, Union
 
 from gevent.monkey import get_original
 from greenlet import getcurrent
@@ -837,15 +837,24 @@ class SocketLike(Protocol):
 FdOrSocket = Union[int, SocketLike]
 
 
-def adopt_fd(fd: FdOrSocket, families: tuple[int, ...], listening: bool, function: str) -> Any:
-    """Check that fd is a stream socket of families in the right state; return it.
+def adopt_fd(
+    fd: FdOrSocket,
+    families: tuple[int, ...],
+    listening: bool,
+    function: str,
+    kind: int = socket.SOCK_STREAM,
+    release: Callable[[int], None] = close_fd,
+) -> Any:
+    """Check that fd is a socket of families and kind in the right state; return it.
 
     The socket is dup()ed and, once it passed the checks, the caller's is
     closed (libdill's rule): the new handle owns the socket. An fd number is
-    closed at once; a socket object through its close(), which leaves it
-    closed (fileno() -1), wakes whoever waits on it (gevent's socket), and
-    leaves the socket itself open for as long as a makefile() object of it
-    is. When a check fails, the caller's fd or object is left as it was.
+    let go at once, by release (close_fd; the mm_ipc_* fds also drop the
+    state greendill keeps for them); a socket object through its close(),
+    which leaves it closed (fileno() -1), wakes whoever waits on it
+    (gevent's socket), and leaves the socket itself open for as long as a
+    makefile() object of it is. When a check fails, the caller's fd or
+    object is left as it was.
     """
     owner: Optional[SocketLike] = None
     if isinstance(fd, int):
@@ -868,8 +877,8 @@ def adopt_fd(fd: FdOrSocket, families: tuple[int, ...], listening: bool, functio
         raise syscall_error(exc, function) from None
     try:
         accepting = bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        stream = probe.family in families and probe.type == socket.SOCK_STREAM
-        if not stream or accepting != listening:
+        right_kind = probe.family in families and probe.type == kind
+        if not right_kind or accepting != listening:
             raise error(errno.EINVAL, function)
         if not listening:
             try:
@@ -880,7 +889,7 @@ def adopt_fd(fd: FdOrSocket, families: tuple[int, ...], listening: bool, functio
         probe.close()
         raise
     if owner is None:
-        close_fd(number)
+        release(number)
     else:
         owner.close()
     return probe
