@@ -73,6 +73,7 @@ __all__ = [
     "ipc_sendfd",
     "ipc_storage",
     "listen_unix",
+    "pair_unix",
 ]
 
 Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -380,7 +381,7 @@ def ipc_pair() -> tuple[int, int]:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    return _pair(ipc_pair_storage(), "ipc_pair")
+    return pair_unix(ipc_pair_storage(), socket.SOCK_STREAM, "ipc_pair")
 
 
 def ipc_pair_mem(mem: ipc_pair_storage) -> tuple[int, int]:
@@ -401,14 +402,15 @@ def ipc_pair_mem(mem: ipc_pair_storage) -> tuple[int, int]:
         raise TypeError(f"ipc_pair_mem: mem is an ipc_pair_storage(), not {type(mem).__name__}")
     if mem.ends[0].is_open or mem.ends[1].is_open:
         raise error(errno.EBUSY, "ipc_pair_mem")
-    return _pair(mem, "ipc_pair_mem")
+    return pair_unix(mem, socket.SOCK_STREAM, "ipc_pair_mem")
 
 
-def _pair(mem: ipc_pair_storage, function: str) -> tuple[int, int]:
+def pair_unix(mem: Any, kind: int, function: str) -> tuple[int, int]:
+    """ipc_pair's work for a UNIX socket pair of kind, in mem (a pair storage: its .ends)."""
     c = context()
     check_can_block(c, function)
     try:
-        a, b = _socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        a, b = _socketpair(socket.AF_UNIX, kind)
     except OSError as exc:
         raise syscall_error(exc, function) from None
     mem.ends[0].open(c, a)

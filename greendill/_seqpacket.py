@@ -39,7 +39,6 @@ import errno
 import os
 import socket
 from _socket import socket as _socket
-from _socket import socketpair as _socketpair
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -55,7 +54,7 @@ from ._datagrams import (
 from ._errors import error
 from ._handles import check_storage, hclose, lookup, new_handle, release
 from ._iface import RecvItem, msock_type, msock_vfs
-from ._ipc import Path, listen_unix
+from ._ipc import Path, listen_unix, pair_unix
 from ._ipc import _address as ipc_address
 from ._scheduler import Context, check_can_block, context, wake
 from ._stream import FdOrSocket, Watched, accept_fd, adopt_fd, close_fd, syscall_error
@@ -606,7 +605,7 @@ def ipc_seqpacket_pair() -> tuple[int, int]:
         ENFILE: the system has no file descriptor left.
         ENOMEM: never raised (Python raises MemoryError).
     """
-    return _pair(ipc_seqpacket_pair_storage(), "ipc_seqpacket_pair")
+    return pair_unix(ipc_seqpacket_pair_storage(), socket.SOCK_SEQPACKET, "ipc_seqpacket_pair")
 
 
 def ipc_seqpacket_pair_mem(mem: ipc_seqpacket_pair_storage) -> tuple[int, int]:
@@ -630,19 +629,7 @@ def ipc_seqpacket_pair_mem(mem: ipc_seqpacket_pair_storage) -> tuple[int, int]:
         )
     if mem.ends[0].is_open or mem.ends[1].is_open:
         raise error(errno.EBUSY, function)
-    return _pair(mem, function)
-
-
-def _pair(mem: ipc_seqpacket_pair_storage, function: str) -> tuple[int, int]:
-    c = context()
-    check_can_block(c, function)
-    try:
-        a, b = _socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    except OSError as exc:
-        raise syscall_error(exc, function) from None
-    mem.ends[0].open(c, a)
-    mem.ends[1].open(c, b)
-    return new_handle(c, mem.ends[0]), new_handle(c, mem.ends[1])
+    return pair_unix(mem, socket.SOCK_SEQPACKET, function)
 
 
 # Adopting existing sockets --------------------------------------------------------
