@@ -55,18 +55,12 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any, Optional
 
-from greenlet import getcurrent
-
 from ._errors import error
 from ._scheduler import (
-    CANCEL,
     Context,
-    block,
     thread_local,
-    waiter_for,
 )
 from ._stream import Watched, close_fd
-from ._time import check_deadline, expired
 
 __all__ = [
     "FLAGS_MASK",
@@ -81,7 +75,6 @@ __all__ = [
     "endpoints",
     "fd_space",
     "fd_spaces",
-    "pause",
     "rights",
     "take_fds",
     "writable_error",
@@ -300,14 +293,3 @@ def drop_endpoint(c: Context, fd: int) -> Optional[Datagrams]:
         ep.sock.detach()
         ep.forget(c)
     return ep
-
-
-def pause(c: Context, until: int, deadline: int, function: str) -> None:
-    """Sleep until `until` (a retry's pause), failing at deadline (ETIMEDOUT) or on cancel."""
-    if deadline >= 0:
-        check_deadline(deadline, function)
-        if expired(deadline):
-            raise error(errno.ETIMEDOUT, function)
-        until = min(until, deadline)
-    if block(c, waiter_for(getcurrent()), until) is CANCEL:
-        raise error(errno.ECANCELED, function)

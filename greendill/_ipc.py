@@ -53,6 +53,8 @@ from ._stream import (
 from ._time import check_deadline, expired, now
 
 __all__ = [
+    "PairStorage",
+    "connect_unix",
     "ipc_accept",
     "ipc_accept_mem",
     "ipc_close",
@@ -74,6 +76,7 @@ __all__ = [
     "ipc_storage",
     "listen_unix",
     "pair_unix",
+    "pause",
 ]
 
 Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -116,10 +119,21 @@ class ipc_listener_storage(Watched):
         self.forget(context())
 
 
-class ipc_pair_storage:
-    """Memory for both ends of an IPC pair (libdill's struct ipc_pair_storage)."""
+class PairStorage:
+    """Memory for both ends of a pair: in use while either end is open (check_storage)."""
 
     __slots__ = ("ends",)
+    ends: tuple[Any, Any]
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.ends[0].is_open or self.ends[1].is_open)
+
+
+class ipc_pair_storage(PairStorage):
+    """Memory for both ends of an IPC pair (libdill's struct ipc_pair_storage)."""
+
+    __slots__ = ()
 
     def __init__(self) -> None:
         self.ends = (ipc_storage(), ipc_storage())
@@ -304,7 +318,7 @@ def ipc_connect(path: Path, deadline: int = -1) -> int:
         ENOTDIR: a component of the path is not a directory.
         ETIMEDOUT: the deadline passed while the listener's backlog was full.
     """
-    return _connect(path, ipc_storage(), deadline, "ipc_connect")
+    return connect_unix(path, socket.SOCK_STREAM, ipc_storage(), deadline, "ipc_connect")
 
 
 def ipc_connect_mem(path: Path, mem: ipc_storage, deadline: int = -1) -> int:
@@ -323,17 +337,17 @@ def ipc_connect_mem(path: Path, mem: ipc_storage, deadline: int = -1) -> int:
         EINVAL: mem or path is None.
         ENOMEM: never raised.
     """
-    return _connect(
-        path, check_storage(mem, ipc_storage, "ipc_connect_mem"), deadline, "ipc_connect_mem"
-    )
+    mem = check_storage(mem, ipc_storage, "ipc_connect_mem")
+    return connect_unix(path, socket.SOCK_STREAM, mem, deadline, "ipc_connect_mem")
 
 
-def _connect(path: Any, mem: ipc_storage, deadline: int, function: str) -> int:
+def connect_unix(path: Any, kind: int, mem: Any, deadline: int, function: str) -> int:
+    """ipc_connect's work for a UNIX socket of kind, in mem (a connection storage)."""
     address = _address(path, function)
     c = context()
     check_can_block(c, function)
     try:
-        sock = _socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket(socket.AF_UNIX, kind)
     except OSError as exc:
         raise syscall_error(exc, function) from None
     try:
@@ -347,12 +361,7 @@ def _connect(path: Any, mem: ipc_storage, deadline: int, function: str) -> int:
                 raise error(code, function, os.fsdecode(address))
             # The backlog is full, and nothing tells when room is made:
             # try again after a pause that grows, until the deadline.
-            _pause(
-                c,
-                min(now() + backoff, deadline) if deadline >= 0 else now() + backoff,
-                deadline,
-                function,
-            )
+            pause(c, now() + backoff, deadline, function)
             backoff = min(backoff * 2, _MAX_BACKOFF)
     except BaseException:
         sock.close()
@@ -361,11 +370,13 @@ def _connect(path: Any, mem: ipc_storage, deadline: int, function: str) -> int:
     return new_handle(c, mem)
 
 
-def _pause(c: Context, until: int, deadline: int, function: str) -> None:
+def pause(c: Context, until: int, deadline: int, function: str) -> None:
+    """Sleep until `until` (a retry's pause), failing at deadline (ETIMEDOUT) or on cancel."""
     if deadline >= 0:
         check_deadline(deadline, function)
         if expired(deadline):
             raise error(errno.ETIMEDOUT, function)
+        until = min(until, deadline)
     if block(c, waiter_for(getcurrent()), until) is CANCEL:
         raise error(errno.ECANCELED, function)
 
@@ -396,12 +407,7 @@ def ipc_pair_mem(mem: ipc_pair_storage) -> tuple[int, int]:
         EINVAL: mem is None.
         ENOMEM: never raised.
     """
-    if mem is None:
-        raise error(errno.EINVAL, "ipc_pair_mem")
-    if not isinstance(mem, ipc_pair_storage):
-        raise TypeError(f"ipc_pair_mem: mem is an ipc_pair_storage(), not {type(mem).__name__}")
-    if mem.ends[0].is_open or mem.ends[1].is_open:
-        raise error(errno.EBUSY, "ipc_pair_mem")
+    mem = check_storage(mem, ipc_pair_storage, "ipc_pair_mem")
     return pair_unix(mem, socket.SOCK_STREAM, "ipc_pair_mem")
 
 

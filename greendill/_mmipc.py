@@ -76,13 +76,13 @@ from ._datagrams import (
     endpoints,
     fd_space,
     fd_spaces,
-    pause,
     rights,
     take_fds,
     writable_error,
 )
 from ._errors import error
 from ._handles import lookup
+from ._ipc import pause
 from ._scheduler import cannot_block, check_can_block, context, thread_local
 from ._seqpacket import ipc_seqpacket_type
 from ._stream import Watched, accept_fd, close_fd, syscall_error

@@ -36,7 +36,6 @@ kernel's one-time ECONNRESET, which receives step over, is remembered
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from _socket import socket as _socket
 from collections.abc import Sequence
@@ -48,17 +47,15 @@ from ._datagrams import (
     Datagrams,
     at_end,
     drop_endpoint,
-    pause,
     writable_error,
 )
 from ._errors import error
 from ._handles import check_storage, hclose, lookup, new_handle, release
 from ._iface import RecvItem, msock_type, msock_vfs
-from ._ipc import Path, listen_unix, pair_unix
-from ._ipc import _address as ipc_address
+from ._ipc import PairStorage, Path, connect_unix, listen_unix, pair_unix
 from ._scheduler import Context, check_can_block, context, wake
-from ._stream import FdOrSocket, Watched, accept_fd, adopt_fd, close_fd, syscall_error
-from ._time import expired, now
+from ._stream import FdOrSocket, Watched, accept_fd, adopt_fd, close_fd
+from ._time import expired
 
 __all__ = [
     "ipc_seqpacket_accept",
@@ -90,8 +87,6 @@ ipc_seqpacket_listener_type = type(
 
 _PEEK = int(socket.MSG_PEEK)
 _TRUNC_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_TRUNC)
-# ipc_seqpacket_connect's waits for room in a full backlog double up to this, in ms.
-_MAX_BACKOFF = 32
 # ipc_seqpacket_close checks its deadline after dropping this many datagrams in a
 # row, against a peer process that sends as fast as it drops. Far more than a
 # queue holds (about 280 with the default buffer), so that a close that can drop
@@ -401,10 +396,10 @@ class ipc_seqpacket_listener_storage(Watched):
         self.forget(context())
 
 
-class ipc_seqpacket_pair_storage:
+class ipc_seqpacket_pair_storage(PairStorage):
     """Memory for both ends of an IPC message pair (as libdill's struct ipc_pair_storage)."""
 
-    __slots__ = ("ends",)
+    __slots__ = ()
 
     def __init__(self) -> None:
         self.ends = (ipc_seqpacket_storage(), ipc_seqpacket_storage())
@@ -545,7 +540,8 @@ def ipc_seqpacket_connect(path: Path, deadline: int = -1) -> int:
         ETIMEDOUT: the deadline passed while the listener's backlog was full.
         Other errors of connect(2) (EACCES, ELOOP, ENOTDIR) come with their errno.
     """
-    return _connect(path, ipc_seqpacket_storage(), deadline, "ipc_seqpacket_connect")
+    mem = ipc_seqpacket_storage()
+    return connect_unix(path, socket.SOCK_SEQPACKET, mem, deadline, "ipc_seqpacket_connect")
 
 
 def ipc_seqpacket_connect_mem(path: Path, mem: ipc_seqpacket_storage, deadline: int = -1) -> int:
@@ -564,34 +560,8 @@ def ipc_seqpacket_connect_mem(path: Path, mem: ipc_seqpacket_storage, deadline: 
         ENOMEM: never raised.
     """
     function = "ipc_seqpacket_connect_mem"
-    return _connect(path, check_storage(mem, ipc_seqpacket_storage, function), deadline, function)
-
-
-def _connect(path: Any, mem: ipc_seqpacket_storage, deadline: int, function: str) -> int:
-    address = ipc_address(path, function)
-    c = context()
-    check_can_block(c, function)
-    try:
-        sock = _socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    except OSError as exc:
-        raise syscall_error(exc, function) from None
-    try:
-        sock.setblocking(False)
-        backoff = 1
-        while True:
-            code = sock.connect_ex(address)
-            if code == 0:
-                break
-            if code != errno.EAGAIN:
-                raise error(code, function, os.fsdecode(address))
-            # The backlog is full, and nothing tells when room is made.
-            pause(c, now() + backoff, deadline, function)
-            backoff = min(backoff * 2, _MAX_BACKOFF)
-    except BaseException:
-        sock.close()
-        raise
-    mem.open(c, sock)
-    return new_handle(c, mem)
+    mem = check_storage(mem, ipc_seqpacket_storage, function)
+    return connect_unix(path, socket.SOCK_SEQPACKET, mem, deadline, function)
 
 
 def ipc_seqpacket_pair() -> tuple[int, int]:
@@ -621,14 +591,7 @@ def ipc_seqpacket_pair_mem(mem: ipc_seqpacket_pair_storage) -> tuple[int, int]:
         ENOMEM: never raised.
     """
     function = "ipc_seqpacket_pair_mem"
-    if mem is None:
-        raise error(errno.EINVAL, function)
-    if not isinstance(mem, ipc_seqpacket_pair_storage):
-        raise TypeError(
-            f"{function}: mem is an ipc_seqpacket_pair_storage(), not {type(mem).__name__}"
-        )
-    if mem.ends[0].is_open or mem.ends[1].is_open:
-        raise error(errno.EBUSY, function)
+    mem = check_storage(mem, ipc_seqpacket_pair_storage, function)
     return pair_unix(mem, socket.SOCK_SEQPACKET, function)
 
 
